@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# testbin.sh provisions the real servers that Stevedore's tests run against and
+# prints the environment the tests read to find them.
+#
+#   hack/testbin.sh [COMPONENT...]     build/install what is missing, print env lines
+#   eval "$(hack/testbin.sh)"          the usual way to use it
+#
+# Components (default: all): kube etcd minio prometheus thanos memcached prometheus2 protoc
+#
+# Go-built binaries are compiled from the Go module proxy through the wrapper
+# modules under hack/tools/ and cached by version under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/stevedore. Each one is built into a temporary
+# directory and renamed into place, so an interrupted build never leaves a
+# half-written cache entry and a second run is instant. Debian packages
+# (memcached, Prometheus 2.x, protoc) are installed with apt-get when missing.
+set -euo pipefail
+
+KUBE_VERSION=v1.37.1
+ETCD_VERSION=v3.7.3
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+PROMETHEUS_VERSION=v0.315.0 # Go module version of Prometheus 3.15.0
+THANOS_VERSION=v0.42.4
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/stevedore
+mkdir -p "$CACHE"
+
+log() { echo "testbin: $*" >&2; }
+
+# build NAME DIR CMD...: run CMD with $OUT set to a fresh temporary directory,
+# then rename it to $CACHE/DIR. Skips everything when $CACHE/DIR exists.
+build() {
+	local name=$1 dir=$2
+	shift 2
+	if [[ -d "$CACHE/$dir" ]]; then
+		return 0
+	fi
+	log "building $name into $CACHE/$dir (cold builds take minutes)"
+	local start=$SECONDS
+	OUT=$(mktemp -d "$CACHE/.tmp-$dir.XXXXXX")
+	if ! "$@"; then
+		rm -rf "$OUT"
+		log "building $name failed"
+		return 1
+	fi
+	mv "$OUT" "$CACHE/$dir"
+	log "built $name in $((SECONDS - start))s"
+}
+
+gobuild() { # gobuild MODULE_DIR OUTPUT LDFLAGS PACKAGE [TAGS]
+	(cd "$ROOT/hack/tools/$1" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+		${5:+-tags "$5"} -ldflags "-s -w $3" -o "$OUT/$2" "$4")
+}
+
+build_kube() {
+	local v=${KUBE_VERSION#v} pkg ld=""
+	local major=${v%%.*} minor
+	minor=${v#*.}
+	minor=${minor%%.*}
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+		ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+	done
+	gobuild kube kube-apiserver "$ld" k8s.io/kubernetes/cmd/kube-apiserver &&
+		gobuild kube kubectl "$ld" k8s.io/kubernetes/cmd/kubectl
+}
+
+build_etcd() {
+	gobuild etcd etcd "" go.etcd.io/etcd/server/v3
+}
+
+build_minio() {
+	(cd "$OUT" && CGO_ENABLED=0 GOBIN="$OUT" GOFLAGS= go install -trimpath -ldflags "-s -w" \
+		"github.com/minio/minio@$MINIO_VERSION")
+}
+
+build_prometheus() {
+	# The Go module v0.315.0 is Prometheus 3.15.0.
+	local rest=${PROMETHEUS_VERSION#v0.}
+	local mm=${rest%%.*}
+	local v="${mm:0:1}.${mm:1}.${rest#*.}"
+	gobuild prometheus prometheus \
+		"-X github.com/prometheus/common/version.Version=$v -X github.com/prometheus/common/version.Branch=HEAD -X github.com/prometheus/common/version.Revision=module" \
+		github.com/prometheus/prometheus/cmd/prometheus
+}
+
+build_thanos() {
+	gobuild thanos thanos \
+		"-X github.com/prometheus/common/version.Version=${THANOS_VERSION#v} -X github.com/prometheus/common/version.Branch=HEAD -X github.com/prometheus/common/version.Revision=module" \
+		github.com/thanos-io/thanos/cmd/thanos netgo,slicelabels
+}
+
+# apt_install BINARY PACKAGE: install a Debian package unless BINARY is on PATH.
+APT_UPDATED=
+apt_install() {
+	if command -v "$1" >/dev/null 2>&1; then
+		return 0
+	fi
+	log "installing Debian package $2"
+	local sudo=""
+	[[ $(id -u) -eq 0 ]] || sudo=sudo
+	if [[ -z $APT_UPDATED ]]; then
+		$sudo apt-get update -qq >&2
+		APT_UPDATED=1
+	fi
+	# Packages such as prometheus ship a service; nothing should start here.
+	DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "$2" >"$CACHE/apt-$2.log" 2>&1 ||
+		{ cat "$CACHE/apt-$2.log" >&2; return 1; }
+}
+
+components=("$@")
+[[ ${#components[@]} -gt 0 ]] || components=(kube etcd minio prometheus thanos memcached prometheus2 protoc)
+
+for c in "${components[@]}"; do
+	case $c in
+	kube)
+		build kube-apiserver "kube-$KUBE_VERSION" build_kube
+		;;
+	etcd)
+		build etcd "etcd-$ETCD_VERSION" build_etcd
+		;;
+	minio)
+		build minio "minio-$MINIO_VERSION" build_minio
+		echo "export STEVEDORE_MINIO=$CACHE/minio-$MINIO_VERSION/minio"
+		;;
+	prometheus)
+		build prometheus "prometheus-$PROMETHEUS_VERSION" build_prometheus
+		echo "export STEVEDORE_PROMETHEUS=$CACHE/prometheus-$PROMETHEUS_VERSION/prometheus"
+		;;
+	thanos)
+		build thanos "thanos-$THANOS_VERSION" build_thanos
+		echo "export STEVEDORE_THANOS=$CACHE/thanos-$THANOS_VERSION/thanos"
+		;;
+	memcached)
+		apt_install memcached memcached
+		echo "export STEVEDORE_MEMCACHED=$(command -v memcached || echo /usr/bin/memcached)"
+		;;
+	prometheus2)
+		# Debian's Prometheus 2.x: the "older Prometheus" the sidecar must support.
+		if [[ ! -x /usr/bin/prometheus ]]; then apt_install /usr/bin/prometheus prometheus; fi
+		echo "export STEVEDORE_PROMETHEUS2=/usr/bin/prometheus"
+		;;
+	protoc)
+		apt_install protoc protobuf-compiler
+		# The well-known types (google/protobuf/any.proto) come with the -dev package.
+		[[ -f /usr/include/google/protobuf/any.proto ]] || { command -v apt-get >/dev/null && apt_install /nonexistent/any.proto libprotobuf-dev; }
+		echo "export PROTOC=$(command -v protoc)"
+		;;
+	*)
+		log "unknown component $c"
+		exit 2
+		;;
+	esac
+done
+
+# envtest wants kube-apiserver, etcd and kubectl in one directory.
+if [[ -d "$CACHE/kube-$KUBE_VERSION" && -d "$CACHE/etcd-$ETCD_VERSION" ]]; then
+	assets="$CACHE/envtest-$KUBE_VERSION-$ETCD_VERSION"
+	if [[ ! -d $assets ]]; then
+		tmp=$(mktemp -d "$CACHE/.tmp-envtest.XXXXXX")
+		ln -s "$CACHE/kube-$KUBE_VERSION/kube-apiserver" "$CACHE/kube-$KUBE_VERSION/kubectl" "$tmp/"
+		ln -s "$CACHE/etcd-$ETCD_VERSION/etcd" "$tmp/"
+		mv "$tmp" "$assets"
+	fi
+	echo "export KUBEBUILDER_ASSETS=$assets"
+fi
