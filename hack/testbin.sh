@@ -21,7 +21,7 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 PROMETHEUS_VERSION=v0.315.0 # Go module version of Prometheus 3.15.0
 THANOS_VERSION=v0.42.4
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=${STEVEDORE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/stevedore
 mkdir -p "$CACHE"
 
@@ -43,7 +43,10 @@ build() {
 		log "building $name failed"
 		return 1
 	fi
-	mv "$OUT" "$CACHE/$dir"
+	# Another run may have finished the same build meanwhile: keep the first.
+	if ! mv -T "$OUT" "$CACHE/$dir" 2>/dev/null; then
+		rm -rf "$OUT"
+	fi
 	log "built $name in $((SECONDS - start))s"
 }
 
@@ -160,7 +163,7 @@ if [[ -d "$CACHE/kube-$KUBE_VERSION" && -d "$CACHE/etcd-$ETCD_VERSION" ]]; then
 		tmp=$(mktemp -d "$CACHE/.tmp-envtest.XXXXXX")
 		ln -s "$CACHE/kube-$KUBE_VERSION/kube-apiserver" "$CACHE/kube-$KUBE_VERSION/kubectl" "$tmp/"
 		ln -s "$CACHE/etcd-$ETCD_VERSION/etcd" "$tmp/"
-		mv "$tmp" "$assets"
+		mv -T "$tmp" "$assets" 2>/dev/null || rm -rf "$tmp"
 	fi
 	echo "export KUBEBUILDER_ASSETS=$assets"
 fi

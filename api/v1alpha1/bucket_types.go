@@ -75,6 +75,10 @@ type BucketProbe struct {
 	// +kubebuilder:default="5m"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Timeout of one probe.
+	// +kubebuilder:default="15s"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// Write also writes, reads back and deletes a small probe object, proving
 	// the credentials may write (the default probe only lists).
 	// +optional
@@ -237,6 +241,9 @@ type BucketStatus struct {
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Type of the provider, also when it comes from configSecret.
+	// +optional
+	Type BucketType `json:"type,omitempty"`
 	// BucketName is the provider's bucket or container name, for display.
 	// +optional
 	BucketName string `json:"bucketName,omitempty"`
@@ -256,9 +263,10 @@ type BucketStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=bkt,categories=stevedore
-// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.status.type`
 // +kubebuilder:printcolumn:name="Bucket",type=string,JSONPath=`.status.bucketName`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Bucket struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -27,6 +27,7 @@ type PrometheusShipperSpec struct {
 }
 
 // ManagedPrometheus configures the Prometheus the operator runs.
+// +kubebuilder:validation:XValidation:rule="!has(self.replicaLabel) || !(self.replicaLabel in self.externalLabels)",message="externalLabels must not contain the replicaLabel: the operator sets it to the pod name"
 type ManagedPrometheus struct {
 	// Image of Prometheus.
 	// +kubebuilder:default="quay.io/prometheus/prometheus:v3.15.0"
@@ -48,6 +49,7 @@ type ManagedPrometheus struct {
 	// ExternalLabels identify this Prometheus in the bucket and in query results.
 	// +kubebuilder:validation:MinProperties=1
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$') && !k.startsWith('__'))",message="external label names must match [a-zA-Z_][a-zA-Z0-9_]* and must not start with __"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k] != '')",message="external label values must not be empty"
 	ExternalLabels map[string]string `json:"externalLabels"`
 	// ReplicaLabel is the external label added with the pod name, so replicas' blocks stay apart
 	// and a querier can deduplicate them.
@@ -58,6 +60,7 @@ type ManagedPrometheus struct {
 	// BlockDuration is Prometheus's min and max block duration (they must be
 	// equal while shipping). Keep the default of 2h outside tests.
 	// +kubebuilder:default="2h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="blockDuration must be at least 1m"
 	// +optional
 	BlockDuration *metav1.Duration `json:"blockDuration,omitempty"`
 	// ScrapeConfig is the Prometheus configuration without its global section.
@@ -100,6 +103,7 @@ type ShipperOptions struct {
 	UploadCompacted bool `json:"uploadCompacted,omitempty"`
 	// MinTime: blocks older than this are neither uploaded nor served.
 	// RFC3339 or relative to now (e.g. -2w).
+	// +kubebuilder:validation:Pattern=`^(-?[0-9]+(ms|s|m|h|d|w|y))+$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	// +optional
 	MinTime string `json:"minTime,omitempty"`
 	// HashFunc records file hashes in meta.json.
@@ -160,6 +164,9 @@ type PrometheusShipperStatus struct {
 	// Pending blocks over all replicas.
 	// +optional
 	Pending int64 `json:"pending"`
+	// Failed uploads over all replicas since their agents started.
+	// +optional
+	Failed int64 `json:"failed"`
 	// LastUploadTime over all replicas.
 	// +optional
 	LastUploadTime *metav1.Time `json:"lastUploadTime,omitempty"`

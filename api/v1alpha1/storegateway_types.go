@@ -95,6 +95,7 @@ type InMemoryCache struct {
 type MemcachedCache struct {
 	// Addresses host:port, or dns+/dnssrv+ prefixed names as Thanos accepts.
 	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:items:MinLength=1
 	Addresses []string `json:"addresses"`
 }
 
