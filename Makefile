@@ -78,3 +78,7 @@ test-unit: ## Run only the tests that need no server.
 .PHONY: run
 run: ## Local demo: control plane, CRDs, operator, samples, `kubectl get`.
 	hack/run-local.sh
+
+.PHONY: run-down
+run-down: ## Stop what `KEEP=1 make run` left running.
+	-@for p in bin/local/manager.pid bin/local/localcp.pid; do [ -f $$p ] && kill $$(cat $$p); rm -f $$p; done

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -210,14 +211,15 @@ func renderPrometheusShipper(p *v1alpha1.PrometheusShipper, bucket *bucketInputs
 }
 
 // promDuration formats d as Prometheus durations are written (2h, 90m, 30s).
-func promDuration(d interface{ Seconds() float64 }) string {
-	s := int64(d.Seconds())
+func promDuration(d time.Duration) string {
 	switch {
-	case s%3600 == 0:
-		return strconv.FormatInt(s/3600, 10) + "h"
-	case s%60 == 0:
-		return strconv.FormatInt(s/60, 10) + "m"
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
 	default:
-		return strconv.FormatInt(s, 10) + "s"
+		return d.String()
 	}
 }

@@ -108,7 +108,7 @@ func storeArgs(g *v1alpha1.StoreGateway) ([]string, error) {
 	s := &g.Spec
 	args := []string{
 		"--data-dir=" + storeDataDir,
-		"--sync-block-duration=" + durationOr(s.SyncInterval, defaultSyncInterval).String(),
+		"--sync-block-duration=" + promDuration(durationOr(s.SyncInterval, defaultSyncInterval)),
 	}
 	if tr := s.TimeRange; tr != nil {
 		if tr.MinTime != "" {

@@ -87,19 +87,24 @@ func newReconcilers(c client.Client, scheme *runtime.Scheme, rec func(name strin
 
 // Setup registers the reconcilers of every kind with mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
+	_, err := setup(mgr, opts)
+	return err
+}
+
+func setup(mgr ctrl.Manager, opts Options) (*reconcilers, error) {
 	opts.defaults()
 	m := newMetrics(opts.Registerer)
 	rs := newReconcilers(mgr.GetClient(), mgr.GetScheme(), func(name string) events.EventRecorder { return mgr.GetEventRecorder(name) }, opts, m)
 	if err := rs.bucket.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up Bucket controller: %w", err)
+		return nil, fmt.Errorf("set up Bucket controller: %w", err)
 	}
 	if err := rs.shipper.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up PrometheusShipper controller: %w", err)
+		return nil, fmt.Errorf("set up PrometheusShipper controller: %w", err)
 	}
 	if err := rs.storeGateway.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up StoreGateway controller: %w", err)
+		return nil, fmt.Errorf("set up StoreGateway controller: %w", err)
 	}
-	return nil
+	return rs, nil
 }
 
 // CacheOptions limit what the manager caches: of all pods only those the

@@ -63,7 +63,9 @@ type ManagedPrometheus struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="blockDuration must be at least 1m"
 	// +optional
 	BlockDuration *metav1.Duration `json:"blockDuration,omitempty"`
-	// ScrapeConfig is the Prometheus configuration without its global section.
+	// ScrapeConfig is the Prometheus configuration (scrape_configs, rule_files, ...).
+	// Its global section may set scrape settings; global.external_labels is
+	// set by the operator from externalLabels and replicaLabel.
 	// +optional
 	ScrapeConfig *ScrapeConfigSource `json:"scrapeConfig,omitempty"`
 	// Storage for the TSDB. Without it an emptyDir is used and data is lost with the pod.

@@ -58,16 +58,18 @@ type StoreGatewaySpec struct {
 }
 
 // TimeRange is a time window, each bound RFC3339 or relative to now (e.g. -2w, -36h).
-// +kubebuilder:validation:XValidation:rule="!has(self.minTime) || !has(self.maxTime) || !self.minTime.matches('^[0-9]{4}-') || !self.maxTime.matches('^[0-9]{4}-') || timestamp(self.minTime) < timestamp(self.maxTime)",message="timeRange.minTime must be before timeRange.maxTime"
-// +kubebuilder:validation:XValidation:rule="!has(self.minTime) || !self.minTime.matches('^[0-9]{4}-') || self.minTime.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$')",message="timeRange.minTime must be RFC3339 (2006-01-02T15:04:05Z) or relative (-2w)"
-// +kubebuilder:validation:XValidation:rule="!has(self.maxTime) || !self.maxTime.matches('^[0-9]{4}-') || self.maxTime.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$')",message="timeRange.maxTime must be RFC3339 (2006-01-02T15:04:05Z) or relative (-2w)"
+// +kubebuilder:validation:XValidation:rule="!has(self.minTime) || !has(self.maxTime) || !self.minTime.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') || !self.maxTime.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') || timestamp(self.minTime) < timestamp(self.maxTime)",message="timeRange.minTime must be before timeRange.maxTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.minTime) || !self.minTime.matches('^[0-9]{4}-') || self.minTime.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$')",message="timeRange.minTime must be RFC3339 (2006-01-02T15:04:05Z) or relative (-2w)"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxTime) || !self.maxTime.matches('^[0-9]{4}-') || self.maxTime.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$')",message="timeRange.maxTime must be RFC3339 (2006-01-02T15:04:05Z) or relative (-2w)"
 type TimeRange struct {
 	// MinTime: blocks that end before it are not served.
 	// +kubebuilder:validation:Pattern=`^(-?[0-9]+(ms|s|m|h|d|w|y))+$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T.*$`
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	MinTime string `json:"minTime,omitempty"`
 	// MaxTime: blocks that start after it are not served.
 	// +kubebuilder:validation:Pattern=`^(-?[0-9]+(ms|s|m|h|d|w|y))+$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T.*$`
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	MaxTime string `json:"maxTime,omitempty"`
 }

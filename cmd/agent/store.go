@@ -2,32 +2,94 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
+
+	"github.com/alecthomas/units"
 
 	"github.com/stevedore-dev/stevedore/internal/server"
 	"github.com/stevedore-dev/stevedore/internal/storegw"
+	"github.com/stevedore-dev/stevedore/internal/storegw/cache"
+	"github.com/stevedore-dev/stevedore/internal/storegw/fetcher"
 	"github.com/stevedore-dev/stevedore/internal/version"
 )
+
+// contentFlag is a Thanos-style pair of flags: --NAME-file and --NAME.
+type contentFlag struct {
+	name   string
+	file   string
+	inline string
+}
+
+func (c *contentFlag) register(fs *flag.FlagSet, name, help string) {
+	c.name = name
+	fs.StringVar(&c.file, name+"-file", "", "Path to a YAML file with "+help+".")
+	fs.StringVar(&c.inline, name, "", help+" as inline YAML, instead of --"+name+"-file.")
+}
+
+func (c *contentFlag) load() ([]byte, error) {
+	switch {
+	case c.file != "" && c.inline != "":
+		return nil, fmt.Errorf("give --%s-file or --%s, not both", c.name, c.name)
+	case c.file != "":
+		b, err := os.ReadFile(c.file)
+		if err != nil {
+			return nil, fmt.Errorf("read --%s-file: %w", c.name, err)
+		}
+		return b, nil
+	case c.inline != "":
+		return []byte(c.inline), nil
+	}
+	return nil, nil
+}
+
+type storeFlags struct {
+	minTime, maxTime, indexCacheSize string
+	relabel, indexCache, cachingBkt  contentFlag
+	sampleLimit, touchedLimit        uint64
+}
 
 func runStore(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("store", stderr)
 	var (
 		common commonFlags
 		obj    objstoreFlags
-		cfg    storegw.Config
+		sf     storeFlags
+		cfg    = storegw.DefaultConfig()
 	)
 	common.register(fs)
 	obj.register(fs)
-	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "Local directory for index-headers and cached metas.")
-	fs.DurationVar(&cfg.SyncInterval, "sync-block-duration", 3*time.Minute, "Interval between bucket syncs.")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "Local directory for index-headers and cached metas.")
+	fs.DurationVar(&cfg.SyncInterval, "sync-block-duration", cfg.SyncInterval, "Interval between bucket syncs.")
+	fs.IntVar(&cfg.BlockSyncConcurrency, "block-sync-concurrency", cfg.BlockSyncConcurrency, "Number of blocks loaded (index-headers built) concurrently.")
+	fs.IntVar(&cfg.BlockMetaFetchConcurrency, "block-meta-fetch-concurrency", cfg.BlockMetaFetchConcurrency, "Number of meta.json files fetched concurrently.")
+	fs.StringVar(&sf.minTime, "min-time", "0000-01-01T00:00:00Z", "Serve only blocks and data after this time: RFC3339 or a duration relative to now, like -2w.")
+	fs.StringVar(&sf.maxTime, "max-time", "9999-12-31T23:59:59Z", "Serve only blocks and data before this time: RFC3339 or a duration relative to now, like -2h.")
+	sf.relabel.register(fs, "selector.relabel-config", "relabel configs applied to block external labels and __block_id (keep, drop, hashmod for sharding)")
+	fs.DurationVar(&cfg.ConsistencyDelay, "consistency-delay", 0, "Minimum age of a block (by upload time) before it is served.")
+	fs.DurationVar(&cfg.IgnoreDeletionMarksDelay, "ignore-deletion-marks-delay", cfg.IgnoreDeletionMarksDelay, "Stop serving a block this long after it was marked for deletion.")
+	sf.indexCache.register(fs, "index-cache.config", "the index cache configuration (Thanos format: type IN-MEMORY or MEMCACHED, config)")
+	fs.StringVar(&sf.indexCacheSize, "index-cache-size", "250MB", "Size of the in-memory index cache used when --index-cache.config is not given.")
+	sf.cachingBkt.register(fs, "store.caching-bucket.config", "the caching bucket configuration (Thanos format: type IN-MEMORY or MEMCACHED, config, TTLs)")
+	fs.Uint64Var(&sf.sampleLimit, "store.grpc.series-sample-limit", 0, "Most samples one Series call may return; 0 is unlimited.")
+	fs.Uint64Var(&sf.touchedLimit, "store.grpc.touched-series-limit", 0, "Most series one Series call may touch; 0 is unlimited.")
+	fs.IntVar(&cfg.Limits.MaxConcurrency, "store.grpc.series-max-concurrency", cfg.Limits.MaxConcurrency, "Most Series calls served at once; others wait.")
+	fs.BoolVar(&cfg.LazyIndexHeader, "store.enable-index-header-lazy-reader", false, "Open index-headers on first use and close them when idle.")
+	fs.DurationVar(&cfg.LazyIndexHeaderIdleTimeout, "store.index-header-lazy-reader-idle-timeout", cfg.LazyIndexHeaderIdleTimeout, "Idle time after which a lazily opened index-header is closed.")
+	fs.IntVar(&cfg.PostingOffsetsInMemSampling, "store.index-header-posting-offsets-in-mem-sampling", cfg.PostingOffsetsInMemSampling, "Keep every n-th postings offset of an index-header in memory.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if common.showVersion {
 		_, _ = fmt.Fprintf(stderr, "agent %s\n", version.Get())
 		return nil
+	}
+	if err := sf.apply(&cfg); err != nil {
+		return usageError{err}
 	}
 	var err error
 	if cfg.ObjstoreConfig, err = obj.load(); err != nil {
@@ -42,4 +104,48 @@ func runStore(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{err}
 	}
 	return serve(ctx, logger, reg, &common, server.NewProber(), g)
+}
+
+// apply parses the flags that need more than the flag package into cfg.
+func (sf *storeFlags) apply(cfg *storegw.Config) error {
+	var err error
+	if cfg.MinTime, err = fetcher.ParseTimeOrDuration(sf.minTime); err != nil {
+		return fmt.Errorf("--min-time: %w", err)
+	}
+	if cfg.MaxTime, err = fetcher.ParseTimeOrDuration(sf.maxTime); err != nil {
+		return fmt.Errorf("--max-time: %w", err)
+	}
+	if b, err := sf.relabel.load(); err != nil {
+		return err
+	} else if len(b) > 0 {
+		if cfg.SelectorRelabel, err = fetcher.ParseRelabelConfig(b); err != nil {
+			return fmt.Errorf("--selector.relabel-config: %w", err)
+		}
+	}
+	if b, err := sf.indexCache.load(); err != nil {
+		return err
+	} else if len(b) > 0 {
+		if cfg.IndexCache, err = cache.ParseIndexCacheConfig(b); err != nil {
+			return fmt.Errorf("--index-cache.config: %w", err)
+		}
+	}
+	size, err := units.ParseBase2Bytes(sf.indexCacheSize)
+	if err != nil {
+		return fmt.Errorf("--index-cache-size: %w", err)
+	}
+	cfg.IndexCacheSize = int64(size)
+	if b, err := sf.cachingBkt.load(); err != nil {
+		return err
+	} else if len(b) > 0 {
+		if cfg.CachingBucket, err = cache.ParseBucketCacheConfig(b); err != nil {
+			return fmt.Errorf("--store.caching-bucket.config: %w", err)
+		}
+	}
+	cfg.Limits.SeriesSampleLimit = sf.sampleLimit
+	cfg.Limits.TouchedSeriesLimit = sf.touchedLimit
+	if cfg.SyncInterval <= 0 {
+		return errors.New("--sync-block-duration must be positive")
+	}
+	_ = time.Second
+	return nil
 }

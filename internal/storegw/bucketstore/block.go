@@ -48,6 +48,8 @@ type bucketBlock struct {
 	ihSize  int64
 	extLset labels.Labels
 	cache   *cache.IndexCache
+	// pending counts requests using the block; it is closed only after them.
+	pending sync.WaitGroup
 
 	indexSize     int64
 	segmentSizes  []int64 // by segment sequence (file 000001 is 0)

@@ -1,0 +1,148 @@
+package storepb
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+func TestMatchersRoundTrip(t *testing.T) {
+	in := []*LabelMatcher{
+		{Type: LabelMatcher_EQ, Name: "a", Value: "1"},
+		{Type: LabelMatcher_NEQ, Name: "b", Value: "2"},
+		{Type: LabelMatcher_RE, Name: "c", Value: "x|y"},
+		{Type: LabelMatcher_NRE, Name: "d", Value: "z.*"},
+	}
+	pms, err := MatchersFromProto(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTypes := []labels.MatchType{labels.MatchEqual, labels.MatchNotEqual, labels.MatchRegexp, labels.MatchNotRegexp}
+	for i, m := range pms {
+		if m.Type != wantTypes[i] || m.Name != in[i].Name || m.Value != in[i].Value {
+			t.Errorf("matcher %d: got %s", i, m)
+		}
+	}
+	back := MatchersToProto(pms)
+	for i := range in {
+		if back[i].Type != in[i].Type || back[i].Name != in[i].Name || back[i].Value != in[i].Value {
+			t.Errorf("round trip %d: got %v, want %v", i, back[i], in[i])
+		}
+	}
+}
+
+func TestMatchersFromProtoErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    *LabelMatcher
+	}{
+		{"bad regexp", &LabelMatcher{Type: LabelMatcher_RE, Name: "a", Value: "("}},
+		{"unknown type", &LabelMatcher{Type: 7, Name: "a", Value: "b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := MatchersFromProto([]*LabelMatcher{tc.m}); err == nil {
+				t.Fatal("want an error")
+			}
+		})
+	}
+}
+
+func TestMatchExternalLabels(t *testing.T) {
+	ext := labels.FromStrings("cluster", "eu1", "replica", "0")
+	for _, tc := range []struct {
+		name     string
+		matchers []*labels.Matcher
+		match    bool
+		rest     []string
+	}{
+		{"no matchers", nil, true, nil},
+		{"only series labels", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "job", "x")}, true, []string{"job"}},
+		{"external equal", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "cluster", "eu1"), labels.MustNewMatcher(labels.MatchEqual, "job", "x")}, true, []string{"job"}},
+		{"external contradicted", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "cluster", "us1")}, false, nil},
+		{"external regexp", []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "cluster", "eu.*")}, true, nil},
+		{"external not-regexp contradicted", []*labels.Matcher{labels.MustNewMatcher(labels.MatchNotRegexp, "replica", "0|1")}, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, rest := MatchExternalLabels(tc.matchers, ext)
+			if ok != tc.match {
+				t.Fatalf("match = %v, want %v", ok, tc.match)
+			}
+			var names []string
+			for _, m := range rest {
+				names = append(names, m.Name)
+			}
+			if !slices.Equal(names, tc.rest) {
+				t.Errorf("rest = %v, want %v", names, tc.rest)
+			}
+		})
+	}
+}
+
+func TestWithExternalLabels(t *testing.T) {
+	got := WithExternalLabels(labels.FromStrings("__name__", "up", "cluster", "inner", "job", "a"), labels.FromStrings("cluster", "eu1", "zone", "z"))
+	want := labels.FromStrings("__name__", "up", "cluster", "eu1", "job", "a", "zone", "z")
+	if !labels.Equal(got, want) {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+func series(lbls string, chunks ...int64) *Series {
+	s := &Series{Labels: LabelsToProto(labels.FromStrings("n", lbls))}
+	for _, c := range chunks {
+		s.Chunks = append(s.Chunks, &AggrChunk{MinTime: c, MaxTime: c + 9, Raw: &Chunk{Data: []byte{byte(c)}}})
+	}
+	return s
+}
+
+func TestMergeSeriesSets(t *testing.T) {
+	a := NewSliceSeriesSet([]*Series{series("a", 0), series("c", 10), series("e", 0)})
+	b := NewSliceSeriesSet([]*Series{series("b", 0), series("c", 0, 10), series("d", 0)})
+	c := NewSliceSeriesSet(nil)
+	m := MergeSeriesSets(a, b, c)
+	var got []string
+	var cChunks []int64
+	for m.Next() {
+		s := m.At()
+		got = append(got, s.Labels[0].Value)
+		if s.Labels[0].Value == "c" {
+			for _, ch := range s.Chunks {
+				cChunks = append(cChunks, ch.MinTime)
+			}
+		}
+	}
+	if err := m.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(got, want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+	// The chunk at 10 is in both sets with the same bytes: kept once.
+	if want := []int64{0, 10}; !slices.Equal(cChunks, want) {
+		t.Errorf("chunks of c %v, want %v", cChunks, want)
+	}
+}
+
+func TestCompareLabels(t *testing.T) {
+	for _, tc := range []struct {
+		a, b labels.Labels
+	}{
+		{labels.FromStrings("a", "1"), labels.FromStrings("a", "2")},
+		{labels.FromStrings("a", "1"), labels.FromStrings("a", "1", "b", "1")},
+		{labels.FromStrings("a", "1", "c", "1"), labels.FromStrings("b", "1")},
+	} {
+		if got, want := sign(CompareLabels(LabelsToProto(tc.a), LabelsToProto(tc.b))), sign(labels.Compare(tc.a, tc.b)); got != want {
+			t.Errorf("CompareLabels(%s, %s) = %d, labels.Compare = %d", tc.a, tc.b, got, want)
+		}
+	}
+}
+
+func sign(i int) int {
+	switch {
+	case i < 0:
+		return -1
+	case i > 0:
+		return 1
+	}
+	return 0
+}
