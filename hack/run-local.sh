@@ -33,7 +33,7 @@ trap cleanup EXIT
 
 step "starting the control plane"
 rm -f "$KUBECONFIG"
-bin/localcp --kubeconfig "$KUBECONFIG" >"$STATE/localcp.log" 2>&1 &
+bin/localcp --write-kubeconfig "$KUBECONFIG" >"$STATE/localcp.log" 2>&1 &
 echo $! >"$STATE/localcp.pid"
 for _ in $(seq 120); do [[ -f $KUBECONFIG ]] && break; sleep 0.5; done
 [[ -f $KUBECONFIG ]] || { cat "$STATE/localcp.log"; echo "control plane did not start" >&2; exit 1; }

@@ -23,17 +23,17 @@ func main() {
 }
 
 func run() error {
-	kubeconfig := flag.String("kubeconfig", "bin/local/kubeconfig", "Where to write the admin kubeconfig.")
+	kubeconfig := flag.String("write-kubeconfig", "bin/local/kubeconfig", "Where to write the admin kubeconfig.")
 	crds := flag.String("crds", "config/crd/bases", "Directory of CRD manifests to install.")
 	flag.Parse()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return fmt.Errorf("KUBEBUILDER_ASSETS is not set: run eval \"$(hack/testbin.sh kube etcd)\" first")
 	}
 	env := &envtest.Environment{CRDDirectoryPaths: []string{*crds}, ErrorIfCRDPathMissing: true}
+	defer func() { _ = env.Stop() }() // also after a failed Start, which may leave processes behind
 	if _, err := env.Start(); err != nil {
 		return fmt.Errorf("start control plane: %w", err)
 	}
-	defer func() { _ = env.Stop() }()
 	user, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return fmt.Errorf("add admin user: %w", err)

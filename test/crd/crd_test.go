@@ -46,10 +46,12 @@ func TestKubectlGetAllKinds(t *testing.T) {
 		t.Fatal(`KUBEBUILDER_ASSETS is not set: run the tests with make test, or eval "$(hack/testbin.sh kube etcd)"`)
 	}
 	env := &envtest.Environment{CRDDirectoryPaths: []string{"../../config/crd/bases"}, ErrorIfCRDPathMissing: true}
+	// Stop even when Start fails half-way (e.g. a CRD the apiserver rejects),
+	// or the apiserver and etcd it already started outlive the test.
+	t.Cleanup(func() { _ = env.Stop() })
 	if _, err := env.Start(); err != nil {
 		t.Fatalf("start envtest: %v", err)
 	}
-	t.Cleanup(func() { _ = env.Stop() })
 	user, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatal(err)
