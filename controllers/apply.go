@@ -22,6 +22,12 @@ import (
 // the next reconcile creates it again.
 var errRecreating = errors.New("recreating to change immutable fields")
 
+// errDeleting says a child is still being deleted; it is applied once it is gone.
+var errDeleting = errors.New("waiting for the deletion to finish")
+
+// isRequeue says err only means "try again shortly".
+func isRequeue(err error) bool { return errors.Is(err, errRecreating) || errors.Is(err, errDeleting) }
+
 // applier writes child objects with server-side apply under FieldOwner.
 //
 // A server-side apply that changes nothing is still a PATCH request. To make a
@@ -95,7 +101,7 @@ func (a *applier) apply(ctx context.Context, owner, obj client.Object) (applyRes
 	}
 	if exists {
 		if cur.GetDeletionTimestamp() != nil {
-			return applyUnchanged, fmt.Errorf("%s %s is being deleted: %w", gvk.Kind, obj.GetName(), errRecreating)
+			return applyUnchanged, fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), errDeleting)
 		}
 		a.mu.Lock()
 		last, ok := a.last[key]

@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -161,6 +160,8 @@ func (r *BucketReconciler) applySecret(ctx context.Context, s *bucketScope) erro
 // reportApply logs and emits an Event for a child write.
 func reportApply(w *statusWriter, owner client.Object, kind, name string, res applyResult, err error) {
 	switch {
+	case errors.Is(err, errDeleting):
+		// Reported once, when the deletion started.
 	case errors.Is(err, errRecreating):
 		w.event(owner, false, EventRecreating, "Recreate", "Deleted %s %s (keeping its pods) to change immutable fields; it is created again", kind, name)
 	case err != nil:
@@ -205,9 +206,4 @@ func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 		return def
 	}
 	return d.Duration
-}
-
-// conditionTrue says whether conds holds t with status True.
-func conditionTrue(conds []metav1.Condition, t string) bool {
-	return meta.IsStatusConditionTrue(conds, t)
 }

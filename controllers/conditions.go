@@ -117,13 +117,6 @@ func condition(t string, status metav1.ConditionStatus, reason, message string) 
 	return metav1.Condition{Type: t, Status: status, Reason: reason, Message: truncate(message, 4096)}
 }
 
-func boolStatus(b bool) metav1.ConditionStatus {
-	if b {
-		return metav1.ConditionTrue
-	}
-	return metav1.ConditionFalse
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -90,7 +90,7 @@ func (r *PrometheusShipperReconciler) reconcile(ctx context.Context, s *shipperS
 	}
 	s.objects = renderPrometheusShipper(p, bucket, promConfig, r.agentImage)
 	if err := r.applyChildren(ctx, s); err != nil {
-		if errors.Is(err, errRecreating) {
+		if isRequeue(err) {
 			return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
 		}
 		r.status.setCondition(p, &p.Status.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonApplyFailed, err.Error()))

@@ -102,6 +102,12 @@ func TestSamples(t *testing.T) {
 				}
 			}
 
+			// Creating the children was announced with events on the resource.
+			for _, owner := range tc.children {
+				_, name, _ := strings.Cut(owner, "/")
+				waitEvent(t, ns, name, EventCreated)
+			}
+
 			// A second reconcile of every resource with nothing changed writes nothing.
 			before := writes.writesIn(ns)
 			for _, req := range sampleResources(objs, ns) {

@@ -87,7 +87,7 @@ func (r *StoreGatewayReconciler) reconcile(ctx context.Context, s *storeGatewayS
 		return r.notReady(g, &configError{ReasonInvalidConfig, err.Error()})
 	}
 	if err := r.applyChildren(ctx, s); err != nil {
-		if errors.Is(err, errRecreating) {
+		if isRequeue(err) {
 			return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
 		}
 		r.status.setCondition(g, &g.Status.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonApplyFailed, err.Error()))

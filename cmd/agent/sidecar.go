@@ -36,6 +36,7 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	obj.register(fs)
 	fs.StringVar(&promURL, "prometheus.url", "http://localhost:9090", "URL at which to reach Prometheus's API.")
 	fs.DurationVar(&cfg.PrometheusReadyTimeout, "prometheus.ready_timeout", 10*time.Minute, "Maximum time to wait for the Prometheus instance to start up.")
+	fs.DurationVar(&cfg.HeartbeatInterval, "prometheus.get_config_interval", 30*time.Second, "How often to get Prometheus's external labels (the heartbeat).")
 	fs.StringVar(&cfg.TSDBPath, "tsdb.path", "./data", "Data directory of the TSDB.")
 	fs.BoolVar(&cfg.UploadCompacted, "shipper.upload-compacted", false, "Upload compacted blocks (level > 1) too. Useful when migrating a Prometheus that compacted its blocks.")
 	fs.BoolVar(&cfg.IgnoreUnequalBlockSize, "shipper.ignore-unequal-block-size", false, "Start even when Prometheus's min and max block durations differ (local compaction enabled). Blocks may be missed.")
@@ -75,6 +76,9 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Reloader.RuleDirs = ruleDirs
 	if cfg.PrometheusReadyTimeout <= 0 {
 		return usageError{fmt.Errorf("--prometheus.ready_timeout %s: must be positive", cfg.PrometheusReadyTimeout)}
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		return usageError{fmt.Errorf("--prometheus.get_config_interval %s: must be positive", cfg.HeartbeatInterval)}
 	}
 	if cfg.ShipInterval <= 0 {
 		return usageError{fmt.Errorf("--shipper.sync-interval %s: must be positive", cfg.ShipInterval)}

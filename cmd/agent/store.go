@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/alecthomas/units"
 
@@ -146,6 +145,5 @@ func (sf *storeFlags) apply(cfg *storegw.Config) error {
 	if cfg.SyncInterval <= 0 {
 		return errors.New("--sync-block-duration must be positive")
 	}
-	_ = time.Second
 	return nil
 }

@@ -26,16 +26,20 @@ type runningSidecar struct {
 	done     chan error
 }
 
-func testLogger(t *testing.T) logr.Logger {
-	if os.Getenv("STEVEDORE_TEST_VERBOSE") != "" {
-		return testr.NewWithOptions(t, testr.Options{Verbosity: 1})
+func testLogger(t testing.TB) logr.Logger {
+	if _, bench := t.(*testing.B); bench {
+		return logr.Discard()
 	}
-	return testr.New(t)
+	v := 0
+	if os.Getenv("STEVEDORE_TEST_VERBOSE") != "" {
+		v = 1
+	}
+	return testr.NewWithInterface(t, testr.Options{Verbosity: v})
 }
 
 // startSidecar runs a sidecar for cfg with a gRPC server on a free port until
 // the test ends, and waits until it is ready (Prometheus probed).
-func startSidecar(t *testing.T, cfg sidecar.Config) *runningSidecar {
+func startSidecar(t testing.TB, cfg sidecar.Config) *runningSidecar {
 	t.Helper()
 	logger := testLogger(t)
 	reg := prometheus.NewRegistry()
@@ -84,7 +88,7 @@ func startSidecar(t *testing.T, cfg sidecar.Config) *runningSidecar {
 	}
 }
 
-func mustURL(t *testing.T, s string) *url.URL {
+func mustURL(t testing.TB, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)
 	if err != nil {

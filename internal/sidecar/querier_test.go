@@ -54,7 +54,7 @@ func promWithBlocks(t *testing.T, v testserver.PrometheusVersion, ext map[string
 			// Prometheus 2 (closed range windows) and the Prometheus 3 engine
 			// inside the Thanos querier (left-open windows).
 			MinTime: start, MaxTime: start + 2*time.Hour.Milliseconds(), Series: 24, Step: 30_000,
-			Metrics: []string{"test_metric", "other_metric"},
+			Metrics: []string{"test_metric", "other_metric"}, HistogramSeries: 3,
 		}); err != nil {
 			t.Fatalf("generate block: %v", err)
 		}
@@ -125,6 +125,9 @@ func TestQuerierThroughSidecar(t *testing.T) {
 				{`sum by (zone) (test_metric)`, base.Add(5*time.Hour + 59*time.Minute)},
 				{`test_metric{cluster="c1", job="job-2"}`, blockT},
 				{`test_metric{cluster="elsewhere"}`, blockT},
+				// Native histograms travel as histogram chunks.
+				{`histogram_count(test_histogram)`, blockT},
+				{`histogram_sum(rate(test_histogram[5m]))`, blockT},
 				{`up`, headT},
 				{`sum by (code) (app_requests_total)`, headT},
 				{`count({__name__=~"app_.*|scrape_.*"})`, headT},
@@ -209,6 +212,28 @@ func TestQuerierThroughSidecar(t *testing.T) {
 			}
 
 			checkRulesAndTargets(t, q.URL)
+
+			// With a replica label the querier asks the sidecar to drop it
+			// (without_replica_labels) and relies on the answer staying sorted.
+			qd := testserver.StartThanosQuerier(t, []string{sc.GRPCAddr}, "--query.replica-label=replica")
+			for _, query := range []string{`test_metric{zone="b"}`, `{__name__=~"test_metric|other_metric", job="job-3"}`} {
+				want, _, _, err := direct.Query(ctx, query, blockT)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _, _, err := qd.API(t).Query(ctx, query, blockT)
+				if err != nil {
+					t.Fatalf("dedup querier %s: %v", query, err)
+				}
+				gv := got.(model.Vector)
+				for _, s := range gv {
+					if _, ok := s.Metric["replica"]; ok {
+						t.Errorf("%s: dedup answer %s keeps the replica label", query, s.Metric)
+					}
+					s.Metric["replica"] = "r0"
+				}
+				compareVectors(t, query+" (dedup)", want.(model.Vector), gv)
+			}
 		})
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/thanos-io/objstore/providers/filesystem"
@@ -50,7 +49,7 @@ const hour = int64(time.Hour / time.Millisecond)
 
 // newFixture writes overlapping and adjacent blocks with two external label
 // sets into a filesystem bucket and serves them over a real gRPC server.
-func newFixture(t *testing.T, limits Limits, withCache bool) *fixture {
+func newFixture(t *testing.T, limits Limits, withCache bool, mutate ...func(*Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	bdir, local := t.TempDir(), t.TempDir()
@@ -87,6 +86,9 @@ func newFixture(t *testing.T, limits Limits, withCache bool) *fixture {
 		t.Fatal(err)
 	}
 	opts := Options{Logger: logr.Discard(), Registry: f.reg, Dir: t.TempDir(), BlockSyncConcurrency: 2, PostingOffsetsInMemSampling: 4, Limits: limits}
+	for _, fn := range mutate {
+		fn(&opts)
+	}
 	if withCache {
 		opts.IndexCache = cache.NewIndexCache(cache.NewInMemory("index", 64<<20, 32<<20, f.reg), 0, nil, f.reg)
 	}
@@ -408,4 +410,18 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-var _ = storage.SeriesRef(0)
+func TestLazyIndexHeader(t *testing.T) {
+	f := newFixture(t, Limits{}, false, func(o *Options) {
+		o.LazyIndexHeader = true
+		o.LazyIndexHeaderIdleTimeout = time.Nanosecond
+	})
+	ms := []*labels.Matcher{m(labels.MatchRegexp, "__name__", "up|test_histogram")}
+	for range 2 { // Before and after the idle readers were closed.
+		got, _, err := f.got(t, &storepb.SeriesRequest{MinTime: 0, MaxTime: 5 * hour, Matchers: storepb.MatchersToProto(ms)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		compare(t, got, f.expected(t, 0, 5*hour, ms...))
+		f.store.CloseIdleReaders()
+	}
+}

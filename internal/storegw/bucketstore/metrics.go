@@ -19,19 +19,19 @@ type metrics struct {
 	ihLoadDuration    prometheus.Histogram
 	ihBytes           prometheus.Gauge
 
-	seriesDuration   prometheus.Histogram
-	blocksQueried    prometheus.Histogram
-	queriesDropped   *prometheus.CounterVec
-	gateInFlight     prometheus.Gauge
-	gateMax          prometheus.Gauge
-	gateWait         prometheus.Histogram
-	postingsTouched  prometheus.Counter
-	seriesTouched    prometheus.Counter
-	seriesReturned   prometheus.Counter
-	chunksReturned   prometheus.Counter
-	samplesReturned  prometheus.Counter
-	bytesFetched     prometheus.Counter
-	fetchRequests    prometheus.Counter
+	seriesDuration  prometheus.Histogram
+	blocksQueried   prometheus.Histogram
+	queriesDropped  *prometheus.CounterVec
+	gateInFlight    prometheus.Gauge
+	gateMax         prometheus.Gauge
+	gateWait        prometheus.Histogram
+	postingsTouched prometheus.Counter
+	seriesTouched   prometheus.Counter
+	seriesReturned  prometheus.Counter
+	chunksReturned  prometheus.Counter
+	samplesReturned prometheus.Counter
+	bytesFetched    prometheus.Counter
+	fetchRequests   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

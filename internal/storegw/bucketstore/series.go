@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -312,6 +312,10 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 	all, release := s.acquireBlocks()
 	defer release()
 	ctx, cancel := context.WithCancel(ctx)
+	// Block readers must be done before the blocks are released: a sync may
+	// close (unmap) a released block's index-header.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel()
 
 	var sets []storepb.SeriesSet
@@ -322,7 +326,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 			continue
 		}
 		ch := make(chan seriesBatchOrErr, 1)
-		go b.streamBlock(ctx, bms, r, ch)
+		wg.Go(func() { b.streamBlock(ctx, bms, r, ch) })
 		sets = append(sets, &chanSeriesSet{ch: ch, i: -1})
 		queried++
 	}
@@ -395,5 +399,3 @@ func toStatus(err error) error {
 	}
 	return status.Error(codes.Internal, err.Error())
 }
-
-var _ = storage.SeriesRef(0)

@@ -68,8 +68,8 @@ type Store struct {
 	mu     sync.RWMutex
 	blocks map[ulid.ULID]*bucketBlock
 
-	statusMu     sync.Mutex
-	lastSync     time.Time
+	statusMu      sync.Mutex
+	lastSync      time.Time
 	lastSyncErr   error
 	lastLoadErr   error
 	initialSynced bool
@@ -332,16 +332,18 @@ func (s *Store) CloseIdleReaders() {
 	}
 }
 
-// Close releases every block.
+// Close releases every block once the requests using it are done.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	blocks := s.blocks
+	s.blocks = map[ulid.ULID]*bucketBlock{}
+	s.mu.Unlock()
 	var errs []error
-	for id, b := range s.blocks {
+	for _, b := range blocks {
+		b.pending.Wait()
 		if err := b.ih.Close(); err != nil {
 			errs = append(errs, err)
 		}
-		delete(s.blocks, id)
 	}
 	return errors.Join(errs...)
 }
@@ -417,3 +419,6 @@ func (s *Store) TimeRange() (mint, maxt int64) {
 
 func (s *Store) limitMin(t int64) int64 { return max(t, s.opts.MinTime.Millis(time.Now())) }
 func (s *Store) limitMax(t int64) int64 { return min(t, s.opts.MaxTime.Millis(time.Now())) }
+
+// Dir is the data dir holding the blocks' index-headers.
+func (s *Store) Dir() string { return s.opts.Dir }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -185,7 +184,9 @@ type notFoundError struct {
 	bkt  objstore.Bucket
 }
 
-func (e notFoundError) Error() string { return fmt.Sprintf("object %s does not exist (cached)", e.name) }
+func (e notFoundError) Error() string {
+	return fmt.Sprintf("object %s does not exist (cached)", e.name)
+}
 
 // IsObjNotFoundErr implements objstore.Bucket.
 func (cb *CachingBucket) IsObjNotFoundErr(err error) bool {
@@ -318,6 +319,3 @@ func (cb *CachingBucket) GetRange(ctx context.Context, name string, off, length 
 	}
 	return io.NopCloser(bytes.NewReader(out)), nil
 }
-
-// ReaderWithExpectedErrs keeps objstore.InstrumentedBucket users working.
-func (cb *CachingBucket) String() string { return strings.Join([]string{"caching", cb.Bucket.Name()}, ":") }

@@ -209,8 +209,8 @@ func (p *posWriter) Write(b []byte) (int, error) {
 // byteSlice adapts a []byte to index.ByteSlice.
 type byteSlice []byte
 
-func (b byteSlice) Len() int                       { return len(b) }
-func (b byteSlice) Range(start, end int) []byte    { return b[start:end] }
+func (b byteSlice) Len() int                           { return len(b) }
+func (b byteSlice) Range(start, end int) []byte        { return b[start:end] }
 func (b byteSlice) Sub(start, end int) index.ByteSlice { return b[start:end] }
 
 // errNotFound is returned by PostingsOffset for an unknown name/value pair.
