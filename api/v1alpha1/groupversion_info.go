@@ -14,7 +14,10 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "monitoring.stevedore.dev", Version: "v1alpha1"}
 
 	// SchemeBuilder is used to add go types to the GroupVersionKind scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	// The kubebuilder builder keeps registration next to each type (init in
+	// *_types.go); the deprecation asks api packages to avoid controller-runtime,
+	// a dependency this module has anyway.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion} //nolint:staticcheck
 
 	// AddToScheme adds the types in this group-version to the given scheme.
 	AddToScheme = SchemeBuilder.AddToScheme

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,7 +44,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 // parseFlags parses args into fs, turning flag errors into usage errors.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
+		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError{err}
@@ -117,9 +118,12 @@ func serve(ctx context.Context, logger logr.Logger, reg *prometheus.Registry, c 
 	g.Go(func() error { return grpcSrv.Serve(gctx) })
 	g.Go(func() error { return comp.Run(gctx, prober) })
 	err = g.Wait()
-	if ctx.Err() != nil {
-		logger.Info("shut down", "reason", "signal")
-		return nil
+	if ctx.Err() == nil {
+		return err // a server or the component stopped on its own
 	}
-	return err
+	if err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error(err, "error while shutting down")
+	}
+	logger.Info("shut down", "reason", "signal")
+	return nil
 }

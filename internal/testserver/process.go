@@ -197,7 +197,7 @@ func (p *Process) waitHTTP(url string, timeout time.Duration) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("exited before %s was ready (%v)", url, p.err)
+			return fmt.Errorf("exited before %s was ready: %w", url, p.err)
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready after %s: %s", url, timeout, last)
 		case <-time.After(100 * time.Millisecond):

@@ -3,6 +3,7 @@ package testserver_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -142,7 +143,7 @@ func TestMemcached(t *testing.T) {
 	for !bytes.Contains(buf.Bytes(), []byte("END\r\n")) {
 		b := make([]byte, 256)
 		n, err := c.Read(b)
-		if err != nil && err != io.EOF {
+		if err != nil && !errors.Is(err, io.EOF) {
 			t.Fatalf("read: %v (have %q)", err, buf.String())
 		}
 		buf.Write(b[:n])
@@ -151,4 +152,3 @@ func TestMemcached(t *testing.T) {
 		t.Fatalf("got %q, want %q", buf.String(), want)
 	}
 }
-

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
@@ -44,13 +44,13 @@ type Spec struct {
 // expected answers without reading the block.
 func FloatValue(seed int64, i int, t int64) float64 {
 	// A counter-like series: monotonically increasing, different per series.
-	return float64(seed%97) + float64(i+1)*float64(t/1000)/60 + math.Floor(float64(i%7))
+	return float64(seed%97) + float64(i+1)*float64(t/1000)/60 + float64(i%7)
 }
 
 // SeriesLabels returns the labels of float series i of metric name.
 func SeriesLabels(name string, i int, extra labels.Labels) labels.Labels {
 	b := labels.NewBuilder(extra)
-	b.Set(labels.MetricName, name)
+	b.Set(model.MetricNameLabel, name)
 	b.Set("job", fmt.Sprintf("job-%d", i%4))
 	b.Set("instance", fmt.Sprintf("instance-%04d", i))
 	b.Set("zone", []string{"a", "b", "c"}[i%3])
