@@ -69,7 +69,7 @@ func (r *BucketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		if retErr == nil {
 			b.Status.ObservedGeneration = b.Generation
 		}
-		if err := r.status.patch(ctx, orig, b, orig.Status, b.Status, b.Status.Conditions); err != nil {
+		if err := r.status.patch(ctx, b, orig.Status, b.Status, b.Status.Conditions); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()

@@ -2,12 +2,14 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -84,13 +86,20 @@ func (w *statusWriter) event(obj client.Object, warning bool, reason, action, fo
 	w.recorder.Eventf(obj, nil, t, reason, action, format, args...)
 }
 
-// patch writes the status of obj if it differs from the one of orig.
-func (w *statusWriter) patch(ctx context.Context, orig, obj client.Object, origStatus, status any, conds []metav1.Condition) error {
+// patch writes the status of obj if it differs from the one of orig. The
+// whole status is replaced (a JSON patch "add /status"): a merge patch
+// computed from Go structs would leave out fields that stay at their zero
+// value, e.g. pending: 0, and printer columns would show nothing for them.
+func (w *statusWriter) patch(ctx context.Context, obj client.Object, origStatus, status any, conds []metav1.Condition) error {
 	w.recordConditions(obj, conds)
 	if equality.Semantic.DeepEqual(origStatus, status) {
 		return nil
 	}
-	if err := w.client.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil {
+	body, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": status}})
+	if err != nil {
+		return fmt.Errorf("marshal status: %w", err)
+	}
+	if err := w.client.Status().Patch(ctx, obj, client.RawPatch(types.JSONPatchType, body)); err != nil {
 		return fmt.Errorf("patch status: %w", err)
 	}
 	return nil

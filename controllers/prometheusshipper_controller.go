@@ -66,7 +66,7 @@ func (r *PrometheusShipperReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		if retErr == nil {
 			p.Status.ObservedGeneration = p.Generation
 		}
-		if err := r.status.patch(ctx, orig, p, orig.Status, p.Status, p.Status.Conditions); err != nil {
+		if err := r.status.patch(ctx, p, orig.Status, p.Status, p.Status.Conditions); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()

@@ -69,7 +69,7 @@ func (r *StoreGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if retErr == nil {
 			g.Status.ObservedGeneration = g.Generation
 		}
-		if err := r.status.patch(ctx, orig, g, orig.Status, g.Status, g.Status.Conditions); err != nil {
+		if err := r.status.patch(ctx, g, orig.Status, g.Status, g.Status.Conditions); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()

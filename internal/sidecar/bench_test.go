@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/stevedore-dev/stevedore/internal/block"
 	"github.com/stevedore-dev/stevedore/internal/sidecar"
@@ -54,7 +55,17 @@ func BenchmarkSeriesProxy(b *testing.B) {
 		MaxTime:  base.Add(6 * time.Hour).UnixMilli(),
 		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "test_metric"}},
 	}
-	for _, impl := range []struct{ name, addr string }{{"stevedore", ours.GRPCAddr}, {"thanos", theirs}} {
+	for _, impl := range []struct {
+		name, addr string
+		batch      int64
+	}{
+		{"stevedore", ours.GRPCAddr, 0}, {"thanos", theirs, 0},
+		// Queriers since Thanos v0.38 may ask for batched responses; the
+		// Thanos sidecar ignores the field.
+		{"stevedore-batch64", ours.GRPCAddr, 64}, {"thanos-batch64", theirs, 64},
+	} {
+		req := proto.CloneOf(req)
+		req.ResponseBatchSize = impl.batch
 		b.Run(impl.name, func(b *testing.B) {
 			conn, err := grpc.NewClient(impl.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 			if err != nil {

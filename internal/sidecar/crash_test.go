@@ -28,8 +28,9 @@ func buildAgent(t testing.TB) string {
 }
 
 var (
-	uploadedRe = regexp.MustCompile(`msg="uploaded block" block=(\w+)`)
-	startedRe  = regexp.MustCompile(`msg="upload new block" block=(\w+)`)
+	// slog's logfmt puts the logger's own attributes between msg and block.
+	uploadedRe = regexp.MustCompile(`msg="uploaded block" [^\n]*?block=(\w+)`)
+	startedRe  = regexp.MustCompile(`msg="upload new block" [^\n]*?block=(\w+)`)
 )
 
 // countLog counts, per block, the log lines matching re in the given logs.
@@ -59,7 +60,21 @@ func TestSIGKILLDuringUploads(t *testing.T) {
 	dir := t.TempDir()
 	base := time.Now().Truncate(2 * time.Hour).Add(-48 * time.Hour)
 	// Blocks big enough (~several hundred KiB) that uploads take a while.
-	ids := genBlocks(t, dir, base, 14, 600)
+	ids := genBlocks(t, dir, base, 12, 1200)
+	// Start from the state a kill between objects leaves: one block with its
+	// chunks and index but no meta.json. Random kills reach it only sometimes.
+	leftover := ids[len(ids)-1]
+	for _, rel := range []string{"chunks/000001", "index"} {
+		f, err := os.Open(filepath.Join(dir, leftover.String(), filepath.FromSlash(rel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = bkt.Upload(context.Background(), leftover.String()+"/"+rel, f)
+		_ = f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	prom := testserver.StartPrometheus(t, testserver.PrometheusOptions{Version: testserver.Prometheus2, DataDir: dir, ExternalLabels: testExtLabels})
 	objcfg := testserver.WriteFile(t, "objstore.yml", mio.ObjstoreConfig("blocks"))
 	httpAddr := testserver.Addr(testserver.FreePort(t))
@@ -78,16 +93,20 @@ func TestSIGKILLDuringUploads(t *testing.T) {
 	// Each round kills one upload; keep rounds fewer than blocks so that
 	// the final run still has work to finish.
 	var logs []string
-	for round := range 8 {
+	for round := range 10 {
 		p := testserver.Start(t, fmt.Sprintf("agent-%d", round), agent, args)
 		logs = append(logs, p.LogPath)
-		// Kill right after an upload started, within the few milliseconds
-		// an upload to a local MinIO takes, so most kills hit mid-upload.
-		deadline := time.Now().Add(30 * time.Second)
+		// Kill at a random moment within ~100 ms of the first upload of this
+		// run, the time a few block uploads to a local MinIO take: kills land
+		// while hashing, between objects and between blocks.
+		deadline := time.Now().Add(20 * time.Second)
 		for len(countLog(t, startedRe, []string{p.LogPath})) == 0 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Duration(rng.Intn(4000)) * time.Microsecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("round %d: no upload started:\n%s", round, p.LogTail(20))
+		}
+		time.Sleep(time.Duration(rng.Intn(120_000)) * time.Microsecond)
 		p.Kill()
 		state := bucketState(t, bkt)
 		complete, partial := 0, 0
@@ -115,6 +134,9 @@ func TestSIGKILLDuringUploads(t *testing.T) {
 		interrupted += started[id.String()] - uploaded[id.String()]
 	}
 	t.Logf("%d uploads were interrupted by SIGKILL and redone", interrupted)
+	if len(uploaded) == 0 || interrupted == 0 {
+		t.Errorf("the test killed no upload midway (uploaded %v); it proves nothing", uploaded)
+	}
 
 	// The status API reports the result the operator reads.
 	var st *agentstatus.Status

@@ -208,4 +208,3 @@ func pct(d []time.Duration, p float64) string {
 	i := int(float64(len(s)-1) * p)
 	return s[i].Round(time.Millisecond).String()
 }
-

@@ -22,7 +22,7 @@ const (
 	seriesBatch = 4096
 	// chunkBatch bounds the chunks held in memory per block while streaming:
 	// memory depends on this, not on the size of the answer.
-	chunkBatch = 8192
+	chunkBatch = 2048
 )
 
 // request is the per-call state shared by the blocks answering one request.
