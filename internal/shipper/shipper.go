@@ -509,7 +509,7 @@ func (s *Shipper) cleanUp(id ulid.ULID, cause error) error {
 	defer cancel()
 	if err := DeletePrefix(ctx, s.bkt, id.String()+"/"); err != nil {
 		s.logger.Error(err, "clean up partial upload; it is retried with the block", "block", id.String())
-		return fmt.Errorf("%w (clean-up of the partial upload failed too: %v)", cause, err)
+		return fmt.Errorf("%w (clean-up of the partial upload failed too: %w)", cause, err)
 	}
 	return cause
 }

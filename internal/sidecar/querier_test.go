@@ -437,3 +437,48 @@ func getJSON(u string, out any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
+
+// TestExemplarsThroughSidecar scrapes an exemplar into Prometheus 3 and reads
+// it back through the querier's /api/v1/query_exemplars.
+func TestExemplarsThroughSidecar(t *testing.T) {
+	skipShort(t)
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "traced_requests_total", Help: "Requests with traces."})
+	reg.MustRegister(c)
+	c.(prometheus.ExemplarAdder).AddWithExemplar(1, prometheus.Labels{"trace_id": "abc123"})
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	t.Cleanup(srv.Close)
+	scrape := fmt.Sprintf("scrape_configs:\n- job_name: traced\n  scrape_interval: 1s\n  static_configs:\n  - targets: [%q]\n", strings.TrimPrefix(srv.URL, "http://"))
+	prom := testserver.StartPrometheus(t, testserver.PrometheusOptions{
+		Version: testserver.Prometheus3, ExternalLabels: testExtLabels, ScrapeConfigs: scrape,
+		ExtraArgs: []string{"--enable-feature=exemplar-storage"},
+	})
+	sc := startSidecar(t, sidecar.Config{PrometheusURL: mustURL(t, prom.URL)})
+	q := testserver.StartThanosQuerier(t, []string{sc.GRPCAddr})
+	var ex struct {
+		Data []struct {
+			SeriesLabels map[string]string `json:"seriesLabels"`
+			Exemplars    []struct {
+				Labels map[string]string `json:"labels"`
+				Value  string            `json:"value"`
+			} `json:"exemplars"`
+		} `json:"data"`
+	}
+	if err := eventually(30*time.Second, func() error {
+		now := time.Now()
+		u := fmt.Sprintf("%s/api/v1/query_exemplars?query=traced_requests_total&start=%d&end=%d", q.URL, now.Add(-time.Hour).Unix(), now.Unix()+60)
+		if err := getJSON(u, &ex); err != nil {
+			return err
+		}
+		if len(ex.Data) != 1 || len(ex.Data[0].Exemplars) == 0 {
+			return fmt.Errorf("exemplars %+v", ex.Data)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d := ex.Data[0]
+	if d.SeriesLabels["cluster"] != "c1" || d.SeriesLabels["job"] != "traced" || d.Exemplars[0].Labels["trace_id"] != "abc123" || d.Exemplars[0].Value != "1" {
+		t.Errorf("exemplar data %+v", d)
+	}
+}

@@ -154,9 +154,22 @@ func TestShipperWithPrometheusAndMinIO(t *testing.T) {
 			t.Logf("new block in the bucket %s after it appeared on disk", time.Since(start))
 			checkShipperFile(t, dir, ids)
 
+			for name, want := range map[string]float64{
+				"thanos_shipper_uploads_total":         float64(len(ids)),
+				"thanos_shipper_upload_failures_total": 0,
+				"stevedore_shipper_pending_blocks":     0,
+			} {
+				if got := metricValue(t, sc, name); got != want {
+					t.Errorf("%s = %v, want %v", name, got, want)
+				}
+			}
+			if got := metricValue(t, sc, "stevedore_shipper_uploaded_bytes_total"); got <= 0 {
+				t.Errorf("uploaded bytes %v", got)
+			}
+
 			// The real Thanos tools accept the blocks.
 			out, err := testserver.RunThanos(t, 2*time.Minute, "tools", "bucket", "verify", "--objstore.config="+string(mio.ObjstoreConfig("blocks")))
-			if err != nil || strings.Contains(out, "level=error") || strings.Contains(out, "level=warn") {
+			if err != nil || strings.Contains(out, "level=error") || strings.Contains(out, "level=warn") || !strings.Contains(out, "verify task completed") {
 				t.Errorf("thanos tools bucket verify: %v\n%s", err, out)
 			}
 			store := testserver.StartThanosStore(t, mio.ObjstoreConfig("blocks"))

@@ -159,7 +159,7 @@ func (s *Sidecar) Run(ctx context.Context, pr *server.Prober) error {
 	g.Go(func() error {
 		if err := s.waitForPrometheus(gctx); err != nil {
 			if gctx.Err() != nil && ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // shutting down while waiting for Prometheus is not a failure
 			}
 			return err
 		}
