@@ -26,14 +26,14 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		common   commonFlags
 		promURL  string
-		obj      objstoreFlags
+		obj      contentFlag
 		hashFunc string
 		minTime  string
 		ruleDirs stringsFlag
 		cfg      sidecar.Config
 	)
 	common.register(fs)
-	obj.register(fs)
+	obj.registerObjstore(fs)
 	fs.StringVar(&promURL, "prometheus.url", "http://localhost:9090", "URL at which to reach Prometheus's API.")
 	fs.DurationVar(&cfg.PrometheusReadyTimeout, "prometheus.ready_timeout", 10*time.Minute, "Maximum time to wait for the Prometheus instance to start up.")
 	fs.DurationVar(&cfg.HeartbeatInterval, "prometheus.get_config_interval", 30*time.Second, "How often to get Prometheus's external labels (the heartbeat).")

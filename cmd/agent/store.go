@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/alecthomas/units"
 
@@ -16,35 +14,6 @@ import (
 	"github.com/stevedore-dev/stevedore/internal/storegw/fetcher"
 	"github.com/stevedore-dev/stevedore/internal/version"
 )
-
-// contentFlag is a Thanos-style pair of flags: --NAME-file and --NAME.
-type contentFlag struct {
-	name   string
-	file   string
-	inline string
-}
-
-func (c *contentFlag) register(fs *flag.FlagSet, name, help string) {
-	c.name = name
-	fs.StringVar(&c.file, name+"-file", "", "Path to a YAML file with "+help+".")
-	fs.StringVar(&c.inline, name, "", help+" as inline YAML, instead of --"+name+"-file.")
-}
-
-func (c *contentFlag) load() ([]byte, error) {
-	switch {
-	case c.file != "" && c.inline != "":
-		return nil, fmt.Errorf("give --%s-file or --%s, not both", c.name, c.name)
-	case c.file != "":
-		b, err := os.ReadFile(c.file)
-		if err != nil {
-			return nil, fmt.Errorf("read --%s-file: %w", c.name, err)
-		}
-		return b, nil
-	case c.inline != "":
-		return []byte(c.inline), nil
-	}
-	return nil, nil
-}
 
 type storeFlags struct {
 	minTime, maxTime, indexCacheSize string
@@ -56,12 +25,12 @@ func runStore(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("store", stderr)
 	var (
 		common commonFlags
-		obj    objstoreFlags
+		obj    contentFlag
 		sf     storeFlags
 		cfg    = storegw.DefaultConfig()
 	)
 	common.register(fs)
-	obj.register(fs)
+	obj.registerObjstore(fs)
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "Local directory for index-headers and cached metas.")
 	fs.DurationVar(&cfg.SyncInterval, "sync-block-duration", cfg.SyncInterval, "Interval between bucket syncs.")
 	fs.IntVar(&cfg.BlockSyncConcurrency, "block-sync-concurrency", cfg.BlockSyncConcurrency, "Number of blocks loaded (index-headers built) concurrently.")
