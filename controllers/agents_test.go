@@ -55,7 +55,7 @@ func buildAgent(t *testing.T) string {
 		agentBin = filepath.Join(dir, "agent")
 		out, err := exec.Command("go", "build", "-o", agentBin, "../cmd/agent").CombinedOutput()
 		if err != nil {
-			agentErr = fmt.Errorf("go build ./cmd/agent: %v\n%s", err, out)
+			agentErr = fmt.Errorf("go build ./cmd/agent: %w\n%s", err, out)
 		}
 	})
 	if agentErr != nil {

@@ -72,6 +72,8 @@ func (p *bucketProber) result(req probeRequest) (*probeResult, time.Duration) {
 	due := res == nil || time.Since(res.Time) >= req.interval
 	if due && e.inflight != req.configHash {
 		e.inflight = req.configHash
+		// The reconcile goes on using its object; the probe gets its own copy.
+		req.owner = req.owner.DeepCopyObject().(client.Object)
 		go p.probe(req)
 	}
 	if res == nil {

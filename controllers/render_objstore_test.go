@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -121,8 +122,8 @@ func TestRenderObjstore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := &v1alpha1.Bucket{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: ns}, Spec: tc.spec}
 			_, err := renderObjstore(ctx, k8s, b)
-			ce, ok := err.(*configError)
-			if !ok {
+			var ce *configError
+			if !errors.As(err, &ce) {
 				t.Fatalf("want a configError, got %v", err)
 			}
 			if ce.reason != tc.reason || !strings.Contains(ce.msg, tc.msg) {

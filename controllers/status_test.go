@@ -49,7 +49,7 @@ func TestStoreGatewayStatus(t *testing.T) {
 	if st.ReadyShards != "2/2" || st.Blocks != 8+5 {
 		t.Errorf("readyShards %q blocks %d, want 2/2 and 13 (the least advanced replica per shard)", st.ReadyShards, st.Blocks)
 	}
-	if !st.LastSync.Time.Equal(t0) || st.MinTime.Time.Unix() != 500 || st.MaxTime.Time.Unix() != 9500 {
+	if !st.LastSync.Time.Equal(t0) || st.MinTime.Unix() != 500 || st.MaxTime.Unix() != 9500 {
 		t.Errorf("lastSync %v minTime %v maxTime %v", st.LastSync, st.MinTime, st.MaxTime)
 	}
 	if s0 := st.Shards[0]; s0.ReadyReplicas != 2 || s0.Blocks != 8 || s0.IndexHeaderBytes != 10000 || s0.LastError != "" {

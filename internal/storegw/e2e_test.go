@@ -145,7 +145,7 @@ func startAgent(t *testing.T, tb *testBucket, mutate func(*storegw.Config)) *age
 	go func() { a.done <- grpcSrv.Serve(ctx) }()
 	go func() { a.done <- httpSrv.Serve(ctx) }()
 	go func() { a.done <- gw.Run(ctx, prober) }()
-	t.Cleanup(a.stop)
+	t.Cleanup(func() { a.stop(t) })
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if ok, _ := prober.IsReady(); ok {
@@ -158,13 +158,15 @@ func startAgent(t *testing.T, tb *testBucket, mutate func(*storegw.Config)) *age
 	}
 }
 
-func (a *agent) stop() {
+func (a *agent) stop(t testing.TB) {
 	if a.cancel == nil {
 		return
 	}
 	a.cancel()
 	for range 3 {
-		<-a.done
+		if err := <-a.done; err != nil {
+			t.Errorf("agent store did not shut down cleanly: %v", err)
+		}
 	}
 	a.cancel = nil
 }
@@ -461,13 +463,13 @@ func TestAgainstThanos(t *testing.T) {
 		if n := first.metric(t, "thanos_bucket_store_indexheader_download_duration_seconds", nil); n != float64(len(tb.loaded)) {
 			t.Fatalf("first start built %v index-headers, want %d", n, len(tb.loaded))
 		}
-		first.stop()
+		first.stop(t)
 
 		second := startAgent(t, tb, withDir)
 		if n := second.metric(t, "thanos_bucket_store_indexheader_download_duration_seconds", nil); n != 0 {
 			t.Fatalf("restart built %v index-headers, want 0", n)
 		}
-		second.stop()
+		second.stop(t)
 
 		victim := filepath.Join(dir, tb.loaded[0].String(), indexheader.Filename)
 		b, err := os.ReadFile(victim)

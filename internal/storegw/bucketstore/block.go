@@ -3,6 +3,7 @@ package bucketstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -129,7 +130,7 @@ func (b *bucketBlock) readRange(ctx context.Context, name string, off, length in
 	defer func() { _ = rc.Close() }()
 	buf := make([]byte, length)
 	n, err := io.ReadFull(rc, buf)
-	if err != nil && err != io.ErrUnexpectedEOF {
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, fmt.Errorf("read range %d+%d of %s: %w", off, length, name, err)
 	}
 	st.addFetched(n)
@@ -204,7 +205,7 @@ func (b *bucketBlock) fetchPostings(ctx context.Context, keys []labels.Label, st
 				}
 				raw := buf[lo:hi]
 				n := binary.BigEndian.Uint32(raw)
-				if uint64(4+4*uint64(n)) > uint64(len(raw)) {
+				if 4+4*uint64(n) > uint64(len(raw)) {
 					return fmt.Errorf("postings of %s in block %s: %d entries overflow %d bytes", pt.key, b.id(), n, len(raw))
 				}
 				raw = append([]byte(nil), raw[:4+4*n]...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -190,7 +191,7 @@ func (e notFoundError) Error() string {
 
 // IsObjNotFoundErr implements objstore.Bucket.
 func (cb *CachingBucket) IsObjNotFoundErr(err error) bool {
-	if _, ok := err.(notFoundError); ok {
+	if errors.As(err, new(notFoundError)) {
 		return true
 	}
 	return cb.Bucket.IsObjNotFoundErr(err)

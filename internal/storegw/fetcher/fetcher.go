@@ -254,7 +254,7 @@ func (f *MetaFetcher) loadMeta(ctx context.Context, id ulid.ULID) (*block.Meta, 
 	}
 	m, err = decodeMeta(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", name, err, errMetaCorrupted)
+		return nil, fmt.Errorf("%s: %w: %w", name, err, errMetaCorrupted)
 	}
 	if m.ULID != id {
 		return nil, fmt.Errorf("%s: ULID %s does not match its directory: %w", name, m.ULID, errMetaCorrupted)

@@ -17,7 +17,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -212,6 +211,3 @@ type byteSlice []byte
 func (b byteSlice) Len() int                           { return len(b) }
 func (b byteSlice) Range(start, end int) []byte        { return b[start:end] }
 func (b byteSlice) Sub(start, end int) index.ByteSlice { return b[start:end] }
-
-// errNotFound is returned by PostingsOffset for an unknown name/value pair.
-var errNotFound = errors.New("postings not found")
