@@ -138,12 +138,20 @@ func TestShipperWithPrometheusAndMinIO(t *testing.T) {
 			})
 			waitUploaded(t, bkt, ids, 30*time.Second)
 			checkShipperFile(t, dir, ids)
-			if st := sc.Status().Sidecar; st.Uploaded != int64(len(ids)) || st.Pending != 0 || st.LastUploadedBlock == "" || !st.UploadsEnabled || !st.PrometheusReachable {
-				t.Errorf("status %+v", st)
-			}
-			// The advertised range starts at the oldest local block.
-			if st := sc.Status().Sidecar; st.MinTime != base.Add(-4*time.Hour).UnixMilli() {
-				t.Errorf("min time %d, want %d", st.MinTime, base.Add(-4*time.Hour).UnixMilli())
+			// The status is updated when the upload round ends, a moment after
+			// the last meta.json lands in the bucket.
+			if err := eventually(10*time.Second, func() error {
+				st := sc.Status().Sidecar
+				if st.Uploaded != int64(len(ids)) || st.Pending != 0 || st.LastUploadedBlock == "" || !st.UploadsEnabled || !st.PrometheusReachable {
+					return fmt.Errorf("status %+v", st)
+				}
+				// The advertised range starts at the oldest local block.
+				if st.MinTime != base.Add(-4*time.Hour).UnixMilli() {
+					return fmt.Errorf("min time %d, want %d", st.MinTime, base.Add(-4*time.Hour).UnixMilli())
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
 			}
 
 			// A block Prometheus writes later is in the bucket within seconds.
