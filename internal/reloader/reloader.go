@@ -84,6 +84,18 @@ func New(logger logr.Logger, reg prometheus.Registerer, cfg Config, reload func(
 	}
 }
 
+// Prime applies the configuration once without asking Prometheus to reload,
+// so that the output file exists before Prometheus starts. Watch then only
+// reloads when something changes after this.
+func (r *Reloader) Prime() error {
+	hash, _, err := r.apply()
+	if err != nil {
+		return err
+	}
+	r.lastHash = hash
+	return nil
+}
+
 // Watch applies the configuration once, then on every file event and every
 // WatchInterval, until ctx is done.
 func (r *Reloader) Watch(ctx context.Context) error {

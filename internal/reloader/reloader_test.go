@@ -128,3 +128,31 @@ func TestReloaderWithPrometheus(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestPrimeWritesOutputWithoutReloading(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.yml"), filepath.Join(dir, "out.yml")
+	if err := os.WriteFile(in, []byte("global:\n  external_labels:\n    replica: $(POD_NAME)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("POD_NAME", "prom-0")
+	reloads := 0
+	r := New(testr.New(t), prometheus.NewRegistry(), Config{ConfigFile: in, ConfigEnvsubstFile: out, WatchInterval: time.Minute, RetryInterval: time.Second},
+		func(context.Context) error { reloads++; return nil })
+	if err := r.Prime(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("output not written by Prime: %v", err)
+	}
+	if want := "global:\n  external_labels:\n    replica: prom-0\n"; string(got) != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
+	// The first Watch round sees nothing new: no reload of a Prometheus that
+	// started with this very file.
+	r.applyAndReload(context.Background(), true)
+	if reloads != 0 {
+		t.Errorf("%d reloads after Prime, want 0", reloads)
+	}
+}

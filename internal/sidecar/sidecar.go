@@ -90,6 +90,12 @@ func New(logger logr.Logger, reg prometheus.Registerer, cfg Config) (*Sidecar, e
 	}
 	if cfg.Reloader.Enabled() {
 		s.reload = reloader.New(logger, reg, cfg.Reloader, s.client.Reload)
+		// Write the substituted config before the agent's HTTP server says
+		// it is healthy: in Kubernetes the agent is a native sidecar whose
+		// startup probe gates Prometheus, which needs that file to start.
+		if err := s.reload.Prime(); err != nil {
+			logger.Error(err, "initial config write failed; the reloader keeps retrying")
+		}
 	}
 	return s, nil
 }
