@@ -82,3 +82,16 @@ run: ## Local demo: control plane, CRDs, operator, samples, `kubectl get`.
 .PHONY: run-down
 run-down: ## Stop what `KEEP=1 make run` left running.
 	-@for p in bin/local/manager.pid bin/local/localcp.pid; do [ -f $$p ] && kill $$(cat $$p); rm -f $$p; done
+
+##@ Images
+
+# Images for the test peers are made from the static binaries hack/testbin.sh
+# provisions (cached by version; a cold cache builds them first). Set
+# IMAGES_PEERS= to build only manager, agent and pause; IMAGEBUILD_FLAGS passes
+# more flags to hack/imagebuild (go run ./hack/imagebuild -h).
+IMAGES_PEERS ?= prometheus minio thanos
+
+.PHONY: images
+images: ## Build image tarballs (manager, agent, pause, test peers) into bin/images/ without Docker.
+	$(if $(strip $(IMAGES_PEERS)),eval "$$(hack/testbin.sh $(IMAGES_PEERS))" && )SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) \
+		go run ./hack/imagebuild -version $(VERSION) -revision "$$(git rev-parse HEAD 2>/dev/null)" -out $(BIN)/images $(IMAGEBUILD_FLAGS)

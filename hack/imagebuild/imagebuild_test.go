@@ -1,0 +1,238 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// extracted is one regular file or directory of the flattened image.
+type extracted struct {
+	hdr  *tar.Header
+	data []byte // contents of small files; the agent binary goes to a file
+}
+
+// TestAgentImage builds the agent image once (go build of ./cmd/agent included)
+// and checks it from the tarball, read back the way a runtime would.
+func TestAgentImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent binary; skipped with -short")
+	}
+	const version = "v0.0.0-imagebuild-test"
+	out := t.TempDir()
+	var logBuf bytes.Buffer
+	results, err := run(context.Background(), options{
+		Out:     out,
+		Version: version,
+		Only:    []string{"agent"},
+		Created: time.Unix(1700000000, 0).UTC(),
+		Log:     &logBuf,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, logBuf.String())
+	}
+	if len(results) != 1 || results[0].Key != "agent" {
+		t.Fatalf("results = %+v, want only the agent", results)
+	}
+	wantFile := filepath.Join(out, "stevedore-agent.tar")
+	wantRef := "docker.io/library/stevedore-agent:" + version
+	if results[0].File != wantFile || results[0].Ref.String() != wantRef {
+		t.Fatalf("wrote %s as %s, want %s as %s", results[0].File, results[0].Ref, wantFile, wantRef)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(out, ".*")); len(leftovers) > 0 {
+		t.Errorf("temporary files left behind: %v", leftovers)
+	}
+
+	// Read the tarball back by the reference in its manifest.json (RepoTags),
+	// which is what `docker load` and `ctr images import` go by.
+	tag, err := name.NewTag(wantRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(wantFile, &tag)
+	if err != nil {
+		t.Fatalf("reading %s back as %s: %v", wantFile, wantRef, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("config", func(t *testing.T) {
+		if got := cf.OS + "/" + cf.Architecture; got != "linux/amd64" {
+			t.Errorf("platform = %s, want linux/amd64", got)
+		}
+		if cf.Config.User != "65532:65532" {
+			t.Errorf("user = %q, want 65532:65532", cf.Config.User)
+		}
+		if !slices.Equal(cf.Config.Entrypoint, []string{"/agent"}) {
+			t.Errorf("entrypoint = %q, want [/agent]", cf.Config.Entrypoint)
+		}
+		if cf.Config.WorkingDir != "/" {
+			t.Errorf("working dir = %q, want /", cf.Config.WorkingDir)
+		}
+		for k, want := range map[string]string{
+			"org.opencontainers.image.title":   "stevedore-agent",
+			"org.opencontainers.image.version": version,
+			"org.opencontainers.image.source":  defaultSource,
+		} {
+			if got := cf.Config.Labels[k]; got != want {
+				t.Errorf("label %s = %q, want %q", k, got, want)
+			}
+		}
+		if !cf.Created.Equal(time.Unix(1700000000, 0)) {
+			t.Errorf("created = %v, want SOURCE_DATE_EPOCH 1700000000", cf.Created)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 2 {
+			t.Errorf("layers = %d (%v), want base + agent", len(layers), err)
+		}
+	})
+
+	files := map[string]extracted{}
+	agentBin := filepath.Join(t.TempDir(), "agent")
+	rc := mutate.Extract(img)
+	defer func() { _ = rc.Close() }()
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading the image file system: %v", err)
+		}
+		p := "/" + strings.Trim(strings.TrimPrefix(hdr.Name, "./"), "/")
+		e := extracted{hdr: hdr}
+		switch {
+		case p == "/agent" && hdr.Typeflag == tar.TypeReg:
+			f, err := os.OpenFile(agentBin, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(f, tr); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		case hdr.Typeflag == tar.TypeReg && hdr.Size < 1<<20:
+			if e.data, err = io.ReadAll(tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		files[p] = e
+	}
+
+	t.Run("files", func(t *testing.T) {
+		agent, ok := files["/agent"]
+		switch {
+		case !ok:
+			t.Error("/agent missing")
+		case agent.hdr.Typeflag != tar.TypeReg || agent.hdr.Mode&0o111 != 0o111:
+			t.Errorf("/agent: type %c mode %o, want an executable regular file", agent.hdr.Typeflag, agent.hdr.Mode)
+		}
+		passwd := string(files["/etc/passwd"].data)
+		if !strings.Contains(passwd, "\nnonroot:x:65532:65532:") {
+			t.Errorf("/etc/passwd has no nonroot 65532 user:\n%s", passwd)
+		}
+		if group := string(files["/etc/group"].data); !strings.Contains(group, "\nnonroot:x:65532:") {
+			t.Errorf("/etc/group has no nonroot 65532 group:\n%s", group)
+		}
+		host, err := os.ReadFile(defaultCA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ca := files["/etc/ssl/certs/ca-certificates.crt"].data; len(ca) == 0 || !bytes.Equal(ca, host) {
+			t.Errorf("CA bundle: %d bytes, want the host's %d bytes", len(ca), len(host))
+		}
+		if tmp, ok := files["/tmp"]; !ok || tmp.hdr.Typeflag != tar.TypeDir || tmp.hdr.Mode&0o7777 != 0o1777 {
+			t.Errorf("/tmp missing or not a 1777 directory: %+v", tmp.hdr)
+		}
+		if home, ok := files["/home/nonroot"]; !ok || home.hdr.Uid != 65532 || home.hdr.Gid != 65532 {
+			t.Errorf("/home/nonroot missing or not owned by 65532: %+v", home.hdr)
+		}
+	})
+
+	t.Run("agent runs", func(t *testing.T) {
+		if _, ok := files["/agent"]; !ok {
+			t.Skip("no /agent")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		outb, err := exec.CommandContext(ctx, agentBin, "version").CombinedOutput()
+		if err != nil {
+			t.Fatalf("agent version: %v\n%s", err, outb)
+		}
+		if got, want := strings.TrimSpace(string(outb)), "agent "+version; got != want {
+			t.Errorf("agent version printed %q, want %q", got, want)
+		}
+	})
+}
+
+func TestSanitizeTag(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.2.3":                 "v1.2.3",
+		"40d5e05-dirty":          "40d5e05-dirty",
+		"v1.2.3+build.5":         "v1.2.3-build.5",
+		"-x":                     "v-x",
+		"feature/branch":         "feature-branch",
+		strings.Repeat("a", 200): strings.Repeat("a", 128),
+	} {
+		if got := sanitizeTag(in); got != want {
+			t.Errorf("sanitizeTag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPeerTag(t *testing.T) {
+	for _, c := range []struct{ key, bin, want string }{
+		{"prometheus", "/c/stevedore/prometheus-v0.315.0/prometheus", "v0.315.0"},
+		{"minio", "/c/stevedore/minio-v0.0.0-20260212201848-7aac2a2c5b7c/minio", "v0.0.0-20260212201848-7aac2a2c5b7c"},
+		{"thanos", "/usr/local/bin/thanos", "local"},
+	} {
+		if got := peerTag(c.key, c.bin); got != c.want {
+			t.Errorf("peerTag(%q, %q) = %q, want %q", c.key, c.bin, got, c.want)
+		}
+	}
+}
+
+func TestSelectSpecs(t *testing.T) {
+	opts := options{Version: "dev", Peers: map[string]string{}}
+	specs, err := selectSpecs(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, s := range specs {
+		keys = append(keys, s.key)
+	}
+	if !slices.Equal(keys, []string{"manager", "agent", "pause"}) {
+		t.Errorf("default images without peer binaries = %v", keys)
+	}
+	if _, err := selectSpecs(options{Version: "dev", Only: []string{"thanos"}}); err == nil || !strings.Contains(err.Error(), "STEVEDORE_THANOS") {
+		t.Errorf("-only thanos without a binary: err = %v, want a hint at $STEVEDORE_THANOS", err)
+	}
+	if _, err := selectSpecs(options{Version: "dev", Only: []string{"grafana"}}); err == nil {
+		t.Error("-only with an unknown image: no error")
+	}
+	// Peers must be static: the base has no libc.
+	if sh, err := exec.LookPath("sh"); err == nil {
+		if err := checkStaticBinary(sh); err == nil {
+			t.Errorf("checkStaticBinary(%s) accepted a dynamically linked binary", sh)
+		}
+	}
+}
