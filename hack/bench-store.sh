@@ -7,6 +7,8 @@
 #   hack/bench-store.sh                      # 6 blocks x 2 clusters x ~10k series
 #   BLOCKS=12 SERIES=50000 RUNS=3 hack/bench-store.sh
 #   KEEP=1 hack/bench-store.sh               # keep the scratch dir (data reuse: DATA=dir)
+#   ONLY=agent PROFILE=20 DATA=dir hack/bench-store.sh # one store only, and a CPU profile
+#                                            # of its first 20 s of queries in dir/NAME.cpu.pprof
 #
 # It is a benchmark, not a test: it never fails on numbers, it prints them.
 # Needs the MinIO and Thanos binaries from hack/testbin.sh (built on first use).
@@ -83,22 +85,34 @@ run() {
 	local ready=$(echo "$(date +%s.%N) - $start" | bc)
 	local rss_sync=$(rss "$pid") fetched_sync=$(fetched "http://$http")
 	echo "== $name"
+	local prof=
+	if [[ -n "${PROFILE:-}" ]]; then
+		curl -s -o "$WORK/$name.cpu.pprof" "http://$http/debug/pprof/profile?seconds=$PROFILE" &
+		prof=$!
+	fi
 	"$WORK/benchtool" series -addr "$grpc" -runs "$RUNS" -min-time "$MINT" -max-time "$MAXT" | tee "$WORK/$name.series"
 	printf '%s ready=%.2fs rss_after_sync(cur/peak MiB)=%s rss_after_queries(cur/peak MiB)=%s fetched_MiB(sync/total)=%s/%s\n' \
 		"$name" "$ready" "$rss_sync" "$(rss "$pid")" "$fetched_sync" "$(fetched "http://$http")" | tee -a "$WORK/summary"
+	[[ -z "$prof" ]] || wait "$prof" || true
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
 }
 
 : >"$WORK/summary"
+: >"$WORK/thanos.series"
+: >"$WORK/agent.series"
 TH=127.0.0.1:$(freeport) TG=127.0.0.1:$(freeport)
-run thanos "$TH" "$TG" "$STEVEDORE_THANOS" store --data-dir "$WORK/data-thanos" --objstore.config-file "$WORK/objstore.yaml" \
+[[ "${ONLY:-thanos}" != thanos ]] || run thanos "$TH" "$TG" "$STEVEDORE_THANOS" store --data-dir "$WORK/data-thanos" --objstore.config-file "$WORK/objstore.yaml" \
 	--http-address "$TH" --grpc-address "$TG" $THANOS_ARGS
 AH=127.0.0.1:$(freeport) AG=127.0.0.1:$(freeport)
-run agent "$AH" "$AG" "$WORK/agent" store --data-dir "$WORK/data-agent" --objstore.config-file "$WORK/objstore.yaml" \
+[[ "${ONLY:-agent}" != agent ]] || run agent "$AH" "$AG" "$WORK/agent" store --data-dir "$WORK/data-agent" --objstore.config-file "$WORK/objstore.yaml" \
 	--http-address "$AH" --grpc-address "$AG" $AGENT_ARGS
 
 echo
 echo "== summary (RUNS=$RUNS, BLOCKS=$((BLOCKS * 2)), series/block=$((SERIES * 2 + HISTOGRAMS)))"
 cat "$WORK/summary"
-paste -d'\n' "$WORK/thanos.series" "$WORK/agent.series" | sed 's/^/  /'
+if [[ -n "${ONLY:-}" ]]; then
+	sed 's/^/  /' "$WORK/$ONLY.series"
+else
+	paste -d'\n' "$WORK/thanos.series" "$WORK/agent.series" | sed 's/^/  /'
+fi

@@ -319,6 +319,26 @@ func TestSeriesMatchesPrometheus(t *testing.T) {
 	}
 }
 
+// TestUnderestimatedSizes makes every series entry and chunk longer than the
+// size estimates, so that each is read again on its own.
+func TestUnderestimatedSizes(t *testing.T) {
+	f := newFixture(t, Limits{}, false)
+	for _, b := range f.store.snapshot() {
+		b.maxSeriesSize, b.maxChunkSize = 8, 8
+	}
+	for _, ms := range [][]*labels.Matcher{
+		{m(labels.MatchRegexp, "__name__", ".+")},
+		{m(labels.MatchRegexp, "instance", "instance-00[1-3].*"), m(labels.MatchEqual, "zone", "b")},
+	} {
+		want := f.expected(t, 0, 5*hour, ms...)
+		got, _, err := f.got(t, &storepb.SeriesRequest{MinTime: 0, MaxTime: 5 * hour, Matchers: storepb.MatchersToProto(ms)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		compare(t, got, want)
+	}
+}
+
 func compare(t *testing.T, got, want series) {
 	t.Helper()
 	if len(got) != len(want) {

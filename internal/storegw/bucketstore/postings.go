@@ -28,11 +28,15 @@ func keysOf(name string, values []string) []labels.Label {
 	return out
 }
 
+// valuesFunc returns the sorted values of a label that start with prefix and
+// are kept by keep (see indexheader.Reader.MatchingLabelValues).
+type valuesFunc func(name, prefix string, keep func(string) bool) ([]string, error)
+
 // toPostingGroup follows the semantics of Prometheus's PostingsForMatchers:
 // a matcher that matches the empty string also selects series without the
 // label, so it becomes "everything except the non-matching values". ok is
 // false when the matcher can select nothing.
-func toPostingGroup(m *labels.Matcher, values func(string) ([]string, error)) (pg postingGroup, ok bool, err error) {
+func toPostingGroup(m *labels.Matcher, values valuesFunc) (pg postingGroup, ok bool, err error) {
 	switch {
 	case m.Type == labels.MatchRegexp && m.Value == ".*":
 		return postingGroup{addAll: true}, true, nil
@@ -49,15 +53,9 @@ func toPostingGroup(m *labels.Matcher, values func(string) ([]string, error)) (p
 				return postingGroup{addAll: true, removeKeys: keysOf(m.Name, set)}, true, nil
 			}
 		}
-		vals, err := values(m.Name)
+		remove, err := values(m.Name, "", func(v string) bool { return !m.Matches(v) })
 		if err != nil {
 			return pg, false, err
-		}
-		var remove []string
-		for _, v := range vals {
-			if !m.Matches(v) {
-				remove = append(remove, v)
-			}
 		}
 		return postingGroup{addAll: true, removeKeys: keysOf(m.Name, remove)}, true, nil
 	}
@@ -69,14 +67,14 @@ func toPostingGroup(m *labels.Matcher, values func(string) ([]string, error)) (p
 		add = m.SetMatches()
 		slices.Sort(add)
 	default:
-		vals, err := values(m.Name)
-		if err != nil {
-			return pg, false, err
+		// Only values with the regex's literal prefix can match: the
+		// index-header scans just those.
+		prefix := ""
+		if m.Type == labels.MatchRegexp {
+			prefix = m.Prefix()
 		}
-		for _, v := range vals {
-			if m.Matches(v) {
-				add = append(add, v)
-			}
+		if add, err = values(m.Name, prefix, m.Matches); err != nil {
+			return pg, false, err
 		}
 	}
 	if len(add) == 0 {
@@ -93,16 +91,11 @@ func (b *bucketBlock) expandPostings(ctx context.Context, ms []*labels.Matcher, 
 	if len(ms) == 0 {
 		return nil, nil
 	}
-	valuesCache := map[string][]string{}
-	values := func(name string) ([]string, error) {
-		if v, ok := valuesCache[name]; ok {
-			return v, nil
-		}
-		v, err := b.ih.LabelValues(name)
+	values := func(name, prefix string, keep func(string) bool) ([]string, error) {
+		v, err := b.ih.MatchingLabelValues(name, prefix, keep)
 		if err != nil {
 			return nil, fmt.Errorf("label values of %s: %w", name, err)
 		}
-		valuesCache[name] = v
 		return v, nil
 	}
 	var (
@@ -176,6 +169,9 @@ func (b *bucketBlock) expandPostings(ctx context.Context, ms []*labels.Matcher, 
 	return result, nil
 }
 
+// union merges sorted lists pairwise, O(n log k) for k lists of n IDs in
+// all: cheaper than sorting their concatenation for the many small lists of
+// a regex over many values.
 func union(lists [][]storage.SeriesRef) []storage.SeriesRef {
 	switch len(lists) {
 	case 0:
@@ -183,16 +179,40 @@ func union(lists [][]storage.SeriesRef) []storage.SeriesRef {
 	case 1:
 		return lists[0]
 	}
-	n := 0
-	for _, l := range lists {
-		n += len(l)
+	for len(lists) > 1 {
+		next := lists[:0]
+		for i := 0; i < len(lists); i += 2 {
+			if i+1 == len(lists) {
+				next = append(next, lists[i])
+				break
+			}
+			next = append(next, merge(lists[i], lists[i+1]))
+		}
+		lists = next
 	}
-	out := make([]storage.SeriesRef, 0, n)
-	for _, l := range lists {
-		out = append(out, l...)
+	return lists[0]
+}
+
+// merge returns the sorted union of sorted lists a and b.
+func merge(a, b []storage.SeriesRef) []storage.SeriesRef {
+	out := make([]storage.SeriesRef, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] < b[j]:
+			out = append(out, a[i])
+			i++
+		case a[i] > b[j]:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
 }
 
 func intersect(a, b []storage.SeriesRef) []storage.SeriesRef {

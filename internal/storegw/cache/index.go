@@ -63,8 +63,15 @@ func postingsKey(id ulid.ULID, l labels.Label) string {
 	return "P:" + id.String() + ":" + l.Name + ":" + l.Value
 }
 
-func seriesKey(id ulid.ULID, ref storage.SeriesRef) string {
-	return "S:" + id.String() + ":" + strconv.FormatUint(uint64(ref), 10)
+// seriesKeyPrefix is the part of the series keys shared by a block's series;
+// it is built once per call rather than once per series.
+func seriesKeyPrefix(id ulid.ULID) string { return "S:" + id.String() + ":" }
+
+// seriesKey returns the key of series ref of the block of prefix, in one
+// allocation (buf is scratch space, returned for reuse).
+func seriesKey(prefix string, buf []byte, ref storage.SeriesRef) ([]byte, string) {
+	buf = strconv.AppendUint(append(buf[:0], prefix...), uint64(ref), 10)
+	return buf, string(buf)
 }
 
 // FetchPostings returns the cached postings of keys and the keys missed.
@@ -105,8 +112,10 @@ func (c *IndexCache) FetchSeries(ctx context.Context, id ulid.ULID, refs []stora
 		return nil, refs
 	}
 	ks := make([]string, len(refs))
+	prefix := seriesKeyPrefix(id)
+	var buf []byte
 	for i, r := range refs {
-		ks[i] = seriesKey(id, r)
+		buf, ks[i] = seriesKey(prefix, buf, r)
 	}
 	got := c.backend.Fetch(ctx, ks)
 	hits := make(map[storage.SeriesRef][]byte, len(got))
@@ -129,8 +138,14 @@ func (c *IndexCache) StoreSeries(id ulid.ULID, entries map[storage.SeriesRef][]b
 		return
 	}
 	items := make(map[string][]byte, len(entries))
+	prefix := seriesKeyPrefix(id)
+	var (
+		buf []byte
+		k   string
+	)
 	for r, v := range entries {
-		items[seriesKey(id, r)] = v
+		buf, k = seriesKey(prefix, buf, r)
+		items[k] = v
 	}
 	c.backend.Store(items, c.ttl)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +92,34 @@ func TestBuildAndRead(t *testing.T) {
 			}
 			if !slices.Equal(gotVals, wantVals) {
 				t.Fatalf("sampling %d: values of %s: %v, want %v", sampling, name, gotVals, wantVals)
+			}
+			// Every prefix of some values, and some that match nothing.
+			prefixes := []string{"", "\x00", "\xff", "zzz"}
+			for j, v := range wantVals {
+				if j%7 != 0 && j != len(wantVals)-1 {
+					continue
+				}
+				for i := range len(v) + 1 {
+					prefixes = append(prefixes, v[:i], v[:i]+"\xff")
+				}
+			}
+			odd := func(v string) bool { return len(v)%2 == 1 }
+			for _, p := range prefixes {
+				for _, keep := range []func(string) bool{nil, odd} {
+					var want []string
+					for _, v := range wantVals {
+						if strings.HasPrefix(v, p) && (keep == nil || keep(v)) {
+							want = append(want, v)
+						}
+					}
+					got, err := r.MatchingLabelValues(name, p, keep)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("sampling %d: values of %s with prefix %q (filtered %v): %v, want %v", sampling, name, p, keep != nil, got, want)
+					}
+				}
 			}
 			// Ask for every value plus some that do not exist, interleaved.
 			query := []string{""}

@@ -119,6 +119,16 @@ func (l *LazyReader) LabelValues(name string) ([]string, error) {
 	return r.LabelValues(name)
 }
 
+// MatchingLabelValues implements Reader.
+func (l *LazyReader) MatchingLabelValues(name, prefix string, keep func(string) bool) ([]string, error) {
+	r, err := l.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer l.release()
+	return r.MatchingLabelValues(name, prefix, keep)
+}
+
 // LabelNames implements Reader.
 func (l *LazyReader) LabelNames() ([]string, error) {
 	r, err := l.acquire()

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"sort"
+	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/tsdb/encoding"
 	"github.com/prometheus/prometheus/tsdb/fileutil"
@@ -33,6 +35,10 @@ type Reader interface {
 	LookupSymbol(ctx context.Context, ref uint32) (string, error)
 	// LabelValues returns the sorted values of label name.
 	LabelValues(name string) ([]string, error)
+	// MatchingLabelValues returns the sorted values of label name that start
+	// with prefix and, when keep is not nil, for which keep returns true. The
+	// string keep sees is only valid during the call.
+	MatchingLabelValues(name, prefix string, keep func(string) bool) ([]string, error)
 	// LabelNames returns the sorted label names of the block.
 	LabelNames() ([]string, error)
 	Close() error
@@ -318,21 +324,41 @@ func (r *BinaryReader) LookupSymbol(_ context.Context, ref uint32) (string, erro
 
 // LabelValues implements Reader. The strings are copies, safe after Close.
 func (r *BinaryReader) LabelValues(name string) ([]string, error) {
+	return r.MatchingLabelValues(name, "", nil)
+}
+
+// MatchingLabelValues implements Reader. The scan starts at the last sampled
+// value before prefix and stops at the first value past it, and only kept
+// values are copied: a regex like instance=~"host-00.." reads a few table
+// entries instead of allocating every value of the label.
+func (r *BinaryReader) MatchingLabelValues(name, prefix string, keep func(string) bool) ([]string, error) {
 	e, ok := r.postings[name]
 	if !ok || len(e.samples) == 0 {
 		return nil, nil
 	}
 	last := e.samples[len(e.samples)-1].value
-	out := make([]string, 0, len(e.samples))
-	off := e.samples[0].tableOff
+	j := max(sort.Search(len(e.samples), func(k int) bool { return e.samples[k].value >= prefix })-1, 0)
+	var out []string
+	if prefix == "" && keep == nil {
+		out = make([]string, 0, len(e.samples))
+	}
+	off := e.samples[j].tableOff
 	for {
 		val, _, next, err := r.entry(off)
 		if err != nil {
 			return nil, fmt.Errorf("label values of %s: %w", name, err)
 		}
-		s := string(val)
-		out = append(out, s)
-		if s == last {
+		// The value aliases the mapped file; it is copied only when kept.
+		v := unsafe.String(unsafe.SliceData(val), len(val))
+		if v >= prefix {
+			if !strings.HasPrefix(v, prefix) {
+				return out, nil
+			}
+			if keep == nil || keep(v) {
+				out = append(out, string(val))
+			}
+		}
+		if v == last {
 			return out, nil
 		}
 		off = next
