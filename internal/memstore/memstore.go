@@ -76,14 +76,6 @@ func (s *Store) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse
 	}, nil
 }
 
-func matchersFromRequest(ms []*storepb.LabelMatcher) ([]*labels.Matcher, error) {
-	pms, err := storepb.MatchersFromProto(ms)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	return pms, nil
-}
-
 func matches(lset labels.Labels, ms []*labels.Matcher) bool {
 	for _, m := range ms {
 		if !m.Matches(lset.Get(m.Name)) {
@@ -95,7 +87,7 @@ func matches(lset labels.Labels, ms []*labels.Matcher) bool {
 
 // Series streams the matching series with their samples in XOR chunks.
 func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse]) error {
-	ms, err := matchersFromRequest(req.GetMatchers())
+	ms, err := storepb.MatchersFromProto(req.GetMatchers())
 	if err != nil {
 		return err
 	}
@@ -163,7 +155,7 @@ func (s *Store) selected(ms []*labels.Matcher, mint, maxt int64) []labels.Labels
 
 // LabelNames returns the sorted label names of matching series.
 func (s *Store) LabelNames(_ context.Context, req *storepb.LabelNamesRequest) (*storepb.LabelNamesResponse, error) {
-	ms, err := matchersFromRequest(req.GetMatchers())
+	ms, err := storepb.MatchersFromProto(req.GetMatchers())
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +171,7 @@ func (s *Store) LabelValues(_ context.Context, req *storepb.LabelValuesRequest) 
 	if req.GetLabel() == "" {
 		return nil, status.Error(codes.InvalidArgument, "label name is required")
 	}
-	ms, err := matchersFromRequest(req.GetMatchers())
+	ms, err := storepb.MatchersFromProto(req.GetMatchers())
 	if err != nil {
 		return nil, err
 	}

@@ -66,7 +66,7 @@ func (s *Store) Series(r *storepb.SeriesRequest, srv grpc.ServerStreamingServer[
 	ext := s.labels()
 	matchers, err := storepb.MatchersFromProto(r.GetMatchers())
 	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
+		return err
 	}
 	ok, rest := storepb.MatchExternalLabels(matchers, ext)
 	if !ok {
@@ -340,7 +340,7 @@ func (s *Store) LabelNames(ctx context.Context, r *storepb.LabelNamesRequest) (*
 	ext := s.labels()
 	matchers, err := storepb.MatchersFromProto(r.GetMatchers())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
 	ok, rest := storepb.MatchExternalLabels(matchers, ext)
 	if !ok {
@@ -380,7 +380,7 @@ func (s *Store) LabelValues(ctx context.Context, r *storepb.LabelValuesRequest) 
 	ext := s.labels()
 	matchers, err := storepb.MatchersFromProto(r.GetMatchers())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
 	ok, rest := storepb.MatchExternalLabels(matchers, ext)
 	if !ok {

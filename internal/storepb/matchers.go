@@ -1,13 +1,15 @@
 package storepb
 
 import (
-	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
 
 // MatchersFromProto converts wire matchers to Prometheus matchers. A bad
-// regular expression or an unknown type is an error naming the matcher.
+// regular expression or an unknown type is a gRPC InvalidArgument error
+// naming the matcher, ready to return from a StoreAPI method.
 func MatchersFromProto(ms []*LabelMatcher) ([]*labels.Matcher, error) {
 	out := make([]*labels.Matcher, 0, len(ms))
 	for _, m := range ms {
@@ -22,11 +24,11 @@ func MatchersFromProto(ms []*LabelMatcher) ([]*labels.Matcher, error) {
 		case LabelMatcher_NRE:
 			t = labels.MatchNotRegexp
 		default:
-			return nil, fmt.Errorf("matcher %s: unknown type %d", m.GetName(), m.GetType())
+			return nil, status.Errorf(codes.InvalidArgument, "matcher %s: unknown type %d", m.GetName(), m.GetType())
 		}
 		pm, err := labels.NewMatcher(t, m.GetName(), m.GetValue())
 		if err != nil {
-			return nil, fmt.Errorf("matcher %s%s%q: %w", m.GetName(), t, m.GetValue(), err)
+			return nil, status.Errorf(codes.InvalidArgument, "matcher %s%s%q: %v", m.GetName(), t, m.GetValue(), err)
 		}
 		out = append(out, pm)
 	}

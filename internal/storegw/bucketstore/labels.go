@@ -22,7 +22,7 @@ import (
 func (s *Store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) (*storepb.LabelNamesResponse, error) {
 	ms, err := storepb.MatchersFromProto(req.GetMatchers())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
 	r := s.newRequest(req.GetStart(), req.GetEnd(), true, req.GetWithoutReplicaLabels())
 	defer s.metrics.observe(r.stats)
@@ -87,7 +87,7 @@ func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 	}
 	ms, err := storepb.MatchersFromProto(req.GetMatchers())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
 	if slices.Contains(req.GetWithoutReplicaLabels(), req.GetLabel()) {
 		return &storepb.LabelValuesResponse{}, nil

@@ -379,7 +379,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 	start := time.Now()
 	ms, err := storepb.MatchersFromProto(req.GetMatchers())
 	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
+		return err
 	}
 	r := s.newRequest(req.GetMinTime(), req.GetMaxTime(), req.GetSkipChunks(), req.GetWithoutReplicaLabels())
 	defer s.metrics.observe(r.stats)
