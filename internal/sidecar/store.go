@@ -337,25 +337,19 @@ func (s *sender) flush() error {
 
 // LabelNames returns the label names of Prometheus plus the external ones.
 func (s *Store) LabelNames(ctx context.Context, r *storepb.LabelNamesRequest) (*storepb.LabelNamesResponse, error) {
-	ext := s.labels()
-	matchers, err := storepb.MatchersFromProto(r.GetMatchers())
+	q, ok, err := s.labelQuery(r.GetMatchers(), r.GetStart(), r.GetEnd())
 	if err != nil {
 		return nil, err
 	}
-	ok, rest := storepb.MatchExternalLabels(matchers, ext)
 	if !ok {
 		return &storepb.LabelNamesResponse{}, nil
 	}
-	start, end := s.clampRange(r.GetStart(), r.GetEnd())
-	if start > end {
-		return &storepb.LabelNamesResponse{}, nil
-	}
-	names, err := s.client.LabelNames(ctx, rest, start, end)
+	names, err := s.client.LabelNames(ctx, q.rest, q.start, q.end)
 	if err != nil {
 		return nil, err
 	}
 	if len(names) > 0 {
-		withoutLabels(ext, r.GetWithoutReplicaLabels()).Range(func(l labels.Label) { names = append(names, l.Name) })
+		withoutLabels(q.ext, r.GetWithoutReplicaLabels()).Range(func(l labels.Label) { names = append(names, l.Name) })
 	}
 	drop := r.GetWithoutReplicaLabels()
 	names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(drop, n) })
@@ -377,29 +371,23 @@ func (s *Store) LabelValues(ctx context.Context, r *storepb.LabelValuesRequest) 
 	if slices.Contains(r.GetWithoutReplicaLabels(), name) {
 		return &storepb.LabelValuesResponse{}, nil
 	}
-	ext := s.labels()
-	matchers, err := storepb.MatchersFromProto(r.GetMatchers())
+	q, ok, err := s.labelQuery(r.GetMatchers(), r.GetStart(), r.GetEnd())
 	if err != nil {
 		return nil, err
 	}
-	ok, rest := storepb.MatchExternalLabels(matchers, ext)
 	if !ok {
 		return &storepb.LabelValuesResponse{}, nil
 	}
-	start, end := s.clampRange(r.GetStart(), r.GetEnd())
-	if start > end {
-		return &storepb.LabelValuesResponse{}, nil
-	}
-	if v := ext.Get(name); v != "" {
+	if v := q.ext.Get(name); v != "" {
 		return &storepb.LabelValuesResponse{Values: []string{v}}, nil
 	}
 	var values []string
-	if len(rest) == 0 {
-		if values, err = s.client.LabelValues(ctx, name, start, end); err != nil {
+	if len(q.rest) == 0 {
+		if values, err = s.client.LabelValues(ctx, name, q.start, q.end); err != nil {
 			return nil, err
 		}
 	} else {
-		sets, err := s.client.Series(ctx, rest, start, end)
+		sets, err := s.client.Series(ctx, q.rest, q.start, q.end)
 		if err != nil {
 			return nil, err
 		}
@@ -415,6 +403,31 @@ func (s *Store) LabelValues(ctx context.Context, r *storepb.LabelValuesRequest) 
 		values = values[:l]
 	}
 	return &storepb.LabelValuesResponse{Values: values}, nil
+}
+
+// labelQuery is what LabelNames and LabelValues need from a request.
+type labelQuery struct {
+	ext        labels.Labels
+	rest       []*labels.Matcher // matchers left for Prometheus after the external labels
+	start, end int64             // clamped to what this sidecar serves
+}
+
+// labelQuery resolves a label request's matchers and range; ok is false when
+// nothing this sidecar holds can match, so the answer is empty without asking
+// Prometheus.
+func (s *Store) labelQuery(ms []*storepb.LabelMatcher, start, end int64) (labelQuery, bool, error) {
+	q := labelQuery{ext: s.labels()}
+	matchers, err := storepb.MatchersFromProto(ms)
+	if err != nil {
+		return q, false, err
+	}
+	ok, rest := storepb.MatchExternalLabels(matchers, q.ext)
+	if !ok {
+		return q, false, nil
+	}
+	q.rest = rest
+	q.start, q.end = s.clampRange(start, end)
+	return q, q.start <= q.end, nil
 }
 
 func (s *Store) clampRange(start, end int64) (int64, int64) {
