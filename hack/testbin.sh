@@ -5,7 +5,9 @@
 #   hack/testbin.sh [COMPONENT...]     build/install what is missing, print env lines
 #   eval "$(hack/testbin.sh)"          the usual way to use it
 #
-# Components (default: all): kube etcd minio prometheus thanos memcached prometheus2 protoc
+# Components (default: all): kube etcd minio prometheus thanos memcached prometheus2 protoc cluster
+#   cluster: what hack/cluster runs a single-node cluster with (kube etcd coredns
+#   and Debian's containerd, runc, CNI plugins, iptables, conntrack)
 #
 # Go-built binaries are compiled from the Go module proxy through the wrapper
 # modules under hack/tools/ and cached by version under
@@ -15,7 +17,11 @@
 # (memcached, Prometheus 2.x, protoc) are installed with apt-get when missing.
 set -euo pipefail
 
-KUBE_VERSION=v1.37.1
+# One Kubernetes release for envtest and the local cluster, so a cold machine
+# compiles Kubernetes once. The kubelet must be v1.34 or older here: these
+# machines run cgroup v1 with Debian's containerd 1.6, which v1.35+ refuse.
+KUBE_VERSION=v1.34.4
+COREDNS_VERSION=v1.15.0 # must match hack/tools/coredns/go.mod
 ETCD_VERSION=v3.7.3
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 PROMETHEUS_VERSION=v0.315.0 # Go module version of Prometheus 3.15.0
@@ -64,8 +70,16 @@ build_kube() {
 		ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
 		ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 	done
-	gobuild kube kube-apiserver "$ld" k8s.io/kubernetes/cmd/kube-apiserver &&
-		gobuild kube kubectl "$ld" k8s.io/kubernetes/cmd/kubectl
+	# One go build for all of them: they share most packages.
+	(cd "$ROOT/hack/tools/kube" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+		-ldflags "-s -w $ld" -o "$OUT/" \
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl \
+		k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+}
+
+build_coredns() {
+	gobuild coredns coredns "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" .
 }
 
 build_etcd() {
@@ -114,12 +128,12 @@ apt_install() {
 }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(kube etcd minio prometheus thanos memcached prometheus2 protoc)
+[[ ${#components[@]} -gt 0 ]] || components=(kube etcd minio prometheus thanos memcached prometheus2 protoc cluster)
 
 for c in "${components[@]}"; do
 	case $c in
 	kube)
-		build kube-apiserver "kube-$KUBE_VERSION" build_kube
+		build kubernetes "kube-$KUBE_VERSION" build_kube
 		;;
 	etcd)
 		build etcd "etcd-$ETCD_VERSION" build_etcd
@@ -150,6 +164,19 @@ for c in "${components[@]}"; do
 		# The well-known types (google/protobuf/any.proto) come with the -dev package.
 		[[ -f /usr/include/google/protobuf/any.proto ]] || { command -v apt-get >/dev/null && apt_install /nonexistent/any.proto libprotobuf-dev; }
 		echo "export PROTOC=$(command -v protoc)"
+		;;
+	cluster)
+		build kubernetes "kube-$KUBE_VERSION" build_kube
+		build etcd "etcd-$ETCD_VERSION" build_etcd
+		build coredns "coredns-$COREDNS_VERSION" build_coredns
+		apt_install containerd containerd
+		apt_install runc runc
+		apt_install /usr/lib/cni/bridge containernetworking-plugins
+		apt_install iptables iptables
+		apt_install conntrack conntrack
+		echo "export STEVEDORE_KUBE_BIN=$CACHE/kube-$KUBE_VERSION"
+		echo "export STEVEDORE_ETCD=$CACHE/etcd-$ETCD_VERSION/etcd"
+		echo "export STEVEDORE_COREDNS=$CACHE/coredns-$COREDNS_VERSION/coredns"
 		;;
 	*)
 		log "unknown component $c"
