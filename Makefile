@@ -69,6 +69,10 @@ testbin: ## Provision the real test servers (cached by version).
 test: ## Run every test: unit, envtest (real kube-apiserver) and integration (real MinIO/Prometheus/memcached/Thanos).
 	$(TESTBIN_ENV) && go test $(GOTEST_FLAGS) ./...
 
+.PHONY: e2e
+e2e: ## End-to-end suite on a real single-node cluster (needs root); KEEP=1 leaves it running.
+	hack/e2e.sh
+
 .PHONY: test-unit
 test-unit: ## Run only the tests that need no server.
 	go test -count=1 -short ./...
@@ -78,6 +82,14 @@ test-unit: ## Run only the tests that need no server.
 .PHONY: run
 run: ## Local demo: control plane, CRDs, operator, samples, `kubectl get`.
 	hack/run-local.sh
+
+.PHONY: demo
+demo: ## Stevedore on a real single-node cluster: operator, MinIO, shipper, store gateway, querier (needs root).
+	hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Tear down the demo cluster.
+	hack/demo.sh down
 
 .PHONY: run-down
 run-down: ## Stop what `KEEP=1 make run` left running.

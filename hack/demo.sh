@@ -60,6 +60,7 @@ if [[ $MODE == install ]]; then
 	cat >"$BIN/e2e.env" <<ENV
 export KUBECONFIG=$KUBECONFIG
 export STEVEDORE_KUBE_BIN=$STEVEDORE_KUBE_BIN
+export STEVEDORE_CLUSTER_DIR=$STEVEDORE_CLUSTER_DIR
 export STEVEDORE_E2E_MINIO_IMAGE=${IMAGE[stevedore-test-minio]}
 export STEVEDORE_E2E_PROMETHEUS_IMAGE=${IMAGE[stevedore-test-prometheus]}
 export STEVEDORE_E2E_THANOS_IMAGE=${IMAGE[stevedore-test-thanos]}
@@ -69,10 +70,14 @@ ENV
 	exit 0
 fi
 
+MINIO_DATA=$STEVEDORE_CLUSTER_DIR/volumes/minio
+mkdir -p "$MINIO_DATA/metrics"
+chown -R 65532:65532 "$MINIO_DATA" # the images' nonroot user
+
 step "deploying MinIO, a Bucket, a PrometheusShipper, a StoreGateway and a Thanos Querier in $NS"
 MINIO_IMAGE=${IMAGE[stevedore-test-minio]} PROMETHEUS_IMAGE=${IMAGE[stevedore-test-prometheus]} \
-	THANOS_IMAGE=${IMAGE[stevedore-test-thanos]} STORE_SHARDS=${STORE_SHARDS:-1} \
-	envsubst '${MINIO_IMAGE} ${PROMETHEUS_IMAGE} ${THANOS_IMAGE} ${STORE_SHARDS}' <hack/demo/stack.yaml |
+	THANOS_IMAGE=${IMAGE[stevedore-test-thanos]} STORE_SHARDS=${STORE_SHARDS:-1} MINIO_DATA=$MINIO_DATA \
+	envsubst '${MINIO_IMAGE} ${PROMETHEUS_IMAGE} ${THANOS_IMAGE} ${STORE_SHARDS} ${MINIO_DATA}' <hack/demo/stack.yaml |
 	"${KUBECTL[@]}" apply --server-side -f -
 
 step "waiting for Prometheus to cut a block, the sidecar to ship it and the store gateway to sync it"

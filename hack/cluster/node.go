@@ -203,7 +203,7 @@ func (c *cluster) up(ctx context.Context) error {
 }
 
 func (c *cluster) printUsage() {
-	fmt.Printf("export KUBECONFIG=%s\n", c.kubeconfig())
+	fmt.Printf("export KUBECONFIG=%s\nexport STEVEDORE_CLUSTER_DIR=%s\n", c.kubeconfig(), c.Dir)
 }
 
 func progress(format string, args ...any) {
