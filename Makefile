@@ -66,8 +66,9 @@ testbin: ## Provision the real test servers (cached by version).
 	hack/testbin.sh
 
 .PHONY: test
-test: ## Run every test: unit, envtest (real kube-apiserver) and integration (real MinIO/Prometheus/memcached/Thanos).
+test: ## Run every test: unit, envtest, integration (real MinIO/Prometheus/memcached/Thanos), then the e2e suite on a real cluster.
 	$(TESTBIN_ENV) && go test $(GOTEST_FLAGS) ./...
+	hack/e2e.sh
 
 .PHONY: e2e
 e2e: ## End-to-end suite on a real single-node cluster (needs root); KEEP=1 leaves it running.
