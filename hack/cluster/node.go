@@ -654,13 +654,14 @@ func (c *cluster) anyAlive() bool {
 // cgroupPids lists every process in a cgroup tree.
 func cgroupPids(root string) []int {
 	var pids []int
-	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
+	// A cgroup that vanishes mid-walk (its last process exited) is skipped.
+	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, walkErr error) error {
+		if walkErr != nil || !d.IsDir() {
+			return nil //nolint:nilerr // see above
 		}
-		b, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
-		if err != nil {
-			return nil
+		b, readErr := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+		if readErr != nil {
+			return nil //nolint:nilerr // see above
 		}
 		for _, f := range strings.Fields(string(b)) {
 			if p, err := strconv.Atoi(f); err == nil {

@@ -423,6 +423,9 @@ func (s *suite) resetNamespace() {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (%v)", err)
+		if err != nil {
+			return fmt.Errorf("get namespace: %w", err)
+		}
+		return fmt.Errorf("still there, phase %s", ns.Status.Phase)
 	})
 }
