@@ -43,6 +43,9 @@ disabled_plugins = [
   restrict_oom_score_adj = true
   enable_selinux = false
   stream_server_address = "127.0.0.1"
+  # Pod network namespaces under the state directory, not /run/netns, so
+  # "down" leaves nothing behind on the host.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

@@ -115,7 +115,7 @@ func TestWriteConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"restrict_oom_score_adj = true", `sandbox_image = "` + c.PauseImage + `"`, `root = "` + c.Dir + `/containerd/root"`} {
+	for _, want := range []string{"restrict_oom_score_adj = true", "netns_mounts_under_state_dir = true", `sandbox_image = "` + c.PauseImage + `"`, `root = "` + c.Dir + `/containerd/root"`} {
 		if !strings.Contains(string(toml), want) {
 			t.Errorf("containerd config lacks %q", want)
 		}
