@@ -90,24 +90,35 @@ func (s *suite) shipsSyncsAndAnswers() {
 	}
 	s.storeServesBucket(1)
 
-	r, err := s.query("querier", `count by (job, component) (up)`, time.Time{}, time.Time{}, 0)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	got := map[string]bool{}
-	for _, res := range r.Data.Result {
-		got[res.Metric["job"]+"/"+res.Metric["component"]] = true
-	}
-	for _, want := range []string{"prometheus/", "stevedore-agent/sidecar", "stevedore-agent/store"} {
-		if !got[want] {
-			s.t.Errorf("querier: count by (job, component) (up) has no %s series: %v", want, r.Data.Result)
+	// The queriers find the agents through DNS SRV records, refreshed every few seconds.
+	s.eventually("the querier answers for Prometheus, the sidecar and the store gateway", 2*time.Minute, func() error {
+		r, err := s.query("querier", `count by (job, component) (up)`, time.Time{}, time.Time{}, 0)
+		if err != nil {
+			return err
 		}
-	}
+		got := map[string]bool{}
+		for _, res := range r.Data.Result {
+			got[res.Metric["job"]+"/"+res.Metric["component"]] = true
+		}
+		for _, want := range []string{"prometheus/", "stevedore-agent/sidecar", "stevedore-agent/store"} {
+			if !got[want] {
+				return fmt.Errorf("count by (job, component) (up) has no %s series: %v", want, r.Data.Result)
+			}
+		}
+		return nil
+	})
 	// The store-only querier answers from the bucket alone.
 	start, end := s.bucketRange(blocks)
-	if n := s.samples("querier-store", start, end); n == 0 {
-		s.t.Errorf("store-only querier: no samples of up{job=\"prometheus\"} in the shipped range %s..%s", start, end)
-	}
+	s.eventually("the store-only querier answers from the bucket", 2*time.Minute, func() error {
+		n, err := s.samples("querier-store", start, end)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("no samples of up{job=\"prometheus\"} in the shipped range %s..%s", start, end)
+		}
+		return nil
+	})
 }
 
 // storeGatewayPodDeleted: a deleted store gateway pod comes back and syncs.
@@ -224,7 +235,30 @@ func (s *suite) shardsScaledOneToThree() {
 		s.t.Fatal(err)
 	}
 	start, end := s.bucketRange(blocks)
-	baseline := s.samples("querier-store", start, end)
+	// A block uploaded since the last step must be served before the
+	// baseline is taken, or the baseline would miss its samples.
+	s.eventually("the store gateway serves every block of the baseline range", 2*time.Minute, func() error {
+		served := map[string]bool{}
+		for _, p := range s.pods(storePods) {
+			ids, err := s.podBlocks(&p)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				served[id] = true
+			}
+		}
+		for id := range blocks {
+			if !served[id] {
+				return fmt.Errorf("block %s not served yet", id)
+			}
+		}
+		return nil
+	})
+	baseline, err := s.samples("querier-store", start, end)
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	if baseline == 0 {
 		s.t.Fatal("no samples in the shipped range before scaling")
 	}
@@ -263,9 +297,17 @@ func (s *suite) shardsScaledOneToThree() {
 	if low := <-dips; low < baseline {
 		s.t.Logf("while the shards rolled, the store-only querier briefly saw %d of %d samples", low, baseline)
 	}
-	if got := s.samples("querier-store", start, end); got != baseline {
-		s.t.Errorf("after scaling to 3 shards the store-only querier returns %d samples of up{job=\"prometheus\"} in %s..%s, before %d", got, start, end, baseline)
-	}
+	// The querier may still be discovering the new shards' pods.
+	s.eventually("the store-only querier answers the same range as before scaling", 2*time.Minute, func() error {
+		got, err := s.samples("querier-store", start, end)
+		if err != nil {
+			return err
+		}
+		if got != baseline {
+			return fmt.Errorf("%d samples of up{job=\"prometheus\"} in %s..%s, before scaling %d", got, start, end, baseline)
+		}
+		return nil
+	})
 }
 
 // resourcesDeleted: deleting the custom resources garbage-collects every
@@ -345,13 +387,12 @@ func (s *suite) checkStoreServesBucket(shards int) error {
 }
 
 // samples counts the values of up{job="prometheus"} over a range at a 5 s step.
-func (s *suite) samples(querier string, start, end time.Time) int {
-	s.t.Helper()
+func (s *suite) samples(querier string, start, end time.Time) (int, error) {
 	r, err := s.query(querier, `up{job="prometheus"}`, start, end, 5*time.Second)
 	if err != nil {
-		s.t.Fatal(err)
+		return 0, err
 	}
-	return countValues(r)
+	return countValues(r), nil
 }
 
 func countValues(r *promResult) int {
