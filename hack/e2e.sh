@@ -9,6 +9,16 @@ BIN=${BIN:-bin}
 
 teardown() {
 	local rc=$?
+	if [[ $rc -ne 0 && -f ${KUBECONFIG:-/nonexistent} ]]; then
+		# What CI needs to tell why, before the cluster is gone.
+		local k=("$STEVEDORE_KUBE_BIN/kubectl" --request-timeout=10s)
+		echo "==> e2e failed; cluster state" >&2
+		"${k[@]}" get nodes,pods -A -o wide >&2 || true
+		"${k[@]}" get buckets,prometheusshippers,storegateways -A -o wide >&2 || true
+		"${k[@]}" get events -A --sort-by=.lastTimestamp >&2 | tail -40 || true
+		"${k[@]}" -n stevedore-system logs deployment/stevedore-manager --tail=60 >&2 || true
+		echo "(node logs: ${STEVEDORE_CLUSTER_DIR:-/var/lib/stevedore-cluster}/logs, removed with the cluster; KEEP=1 keeps them)" >&2
+	fi
 	if [[ -z ${KEEP:-} ]]; then
 		"$BIN/cluster" down || rc=1
 	else
