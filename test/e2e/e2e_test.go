@@ -6,8 +6,8 @@ package e2e
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -334,7 +335,7 @@ func (s *suite) resourcesDeleted() {
 			if err := s.c.List(s.ctx, lists[kind], client.InNamespace(s.ns), managed); err != nil {
 				return err
 			}
-			if n := metaLen(lists[kind]); n > 0 {
+			if n := apimeta.LenList(lists[kind]); n > 0 {
 				left = append(left, fmt.Sprintf("%d %s", n, kind))
 			}
 		}
@@ -410,15 +411,12 @@ func (s *suite) bucketRange(blocks map[string]block.Meta) (time.Time, time.Time)
 	if len(blocks) == 0 {
 		s.t.Fatal("no blocks in the bucket")
 	}
-	var mins, maxs []int64
+	minT, maxT := int64(math.MaxInt64), int64(math.MinInt64)
 	for _, m := range blocks {
-		mins = append(mins, m.MinTime)
-		maxs = append(maxs, m.MaxTime)
+		minT, maxT = min(minT, m.MinTime), max(maxT, m.MaxTime)
 	}
-	sort.Slice(mins, func(i, j int) bool { return mins[i] < mins[j] })
-	sort.Slice(maxs, func(i, j int) bool { return maxs[i] < maxs[j] })
-	start := time.UnixMilli(mins[0]).Truncate(time.Second).Add(time.Second)
-	end := time.UnixMilli(maxs[len(maxs)-1] - 1).Truncate(time.Second)
+	start := time.UnixMilli(minT).Truncate(time.Second).Add(time.Second)
+	end := time.UnixMilli(maxT - 1).Truncate(time.Second)
 	return start, end
 }
 
@@ -432,24 +430,6 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-func metaLen(l client.ObjectList) int {
-	switch l := l.(type) {
-	case *appsv1.StatefulSetList:
-		return len(l.Items)
-	case *corev1.ServiceList:
-		return len(l.Items)
-	case *corev1.ConfigMapList:
-		return len(l.Items)
-	case *corev1.SecretList:
-		return len(l.Items)
-	case *policyv1.PodDisruptionBudgetList:
-		return len(l.Items)
-	case *corev1.PodList:
-		return len(l.Items)
-	}
-	return -1
 }
 
 // resetNamespace removes what an earlier run (or `make demo`) left in the
