@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log"
@@ -19,6 +22,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/thanos-io/objstore/client"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -57,6 +61,7 @@ func gen(args []string) error {
 	seriesN := fs.Int("series", 5000, "float series per metric per block")
 	hist := fs.Int("histograms", 200, "native histogram series per block")
 	dir := fs.String("dir", "", "scratch dir for blocks")
+	parallel := fs.Int("parallel", runtime.NumCPU(), "blocks written at once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,24 +81,35 @@ func gen(args []string) error {
 	hour := int64(time.Hour / time.Millisecond)
 	end := time.Now().UnixMilli() / (2 * hour) * (2 * hour)
 	start := end - int64(*blocks)*2*hour
+	// Blocks are independent and appending is single-threaded per block:
+	// writing several at once makes large buckets quicker to generate.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(*parallel, 1))
+	var done atomic.Int64
 	for i := 0; i < *blocks; i++ {
 		for c, cluster := range []string{"eu", "us"} {
-			id, err := blockgen.Write(ctx, *dir, blockgen.Spec{
-				MinTime: start + int64(i)*2*hour, MaxTime: start + int64(i+1)*2*hour, Step: 30_000,
-				Series: *seriesN, Metrics: []string{"http_requests_total", "cpu_seconds_total"}, HistogramSeries: *hist, Seed: int64(i*2 + c),
+			g.Go(func() error {
+				id, err := blockgen.Write(gctx, *dir, blockgen.Spec{
+					MinTime: start + int64(i)*2*hour, MaxTime: start + int64(i+1)*2*hour, Step: 30_000,
+					Series: *seriesN, Metrics: []string{"http_requests_total", "cpu_seconds_total"}, HistogramSeries: *hist, Seed: int64(i*2 + c),
+				})
+				if err != nil {
+					return err
+				}
+				if _, err := blockgen.SetThanosMeta(*dir, id, map[string]string{"cluster": cluster}, block.SourceSidecar); err != nil {
+					return err
+				}
+				if err := blockgen.Upload(gctx, bkt, *dir, id); err != nil {
+					return err
+				}
+				_ = os.RemoveAll(filepath.Join(*dir, id.String()))
+				fmt.Fprintf(os.Stderr, "uploaded block %d/%d %s\n", done.Add(1), *blocks*2, id)
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			if _, err := blockgen.SetThanosMeta(*dir, id, map[string]string{"cluster": cluster}, block.SourceSidecar); err != nil {
-				return err
-			}
-			if err := blockgen.Upload(ctx, bkt, *dir, id); err != nil {
-				return err
-			}
-			_ = os.RemoveAll(*dir + "/" + id.String())
-			fmt.Fprintf(os.Stderr, "uploaded block %d/%d %s\n", i*2+c+1, *blocks*2, id)
 		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	fmt.Println(start, end)
 	return nil
