@@ -5,7 +5,7 @@
 # p50/p99 latency per query (small and heavy ones) over the StoreAPI.
 #
 #   hack/bench-store.sh                      # 6 blocks x 2 clusters x ~10k series
-#   BLOCKS=12 SERIES=50000 RUNS=3 hack/bench-store.sh
+#   BLOCKS=12 SERIES=50000 STEP=15s RUNS=3 hack/bench-store.sh  # 24 blocks x 100k series, 3.4 GB
 #   KEEP=1 hack/bench-store.sh               # keep the scratch dir (data reuse: DATA=dir)
 #   ONLY=agent PROFILE=20 DATA=dir hack/bench-store.sh # one store only, and a CPU profile
 #                                            # of its first 20 s of queries in dir/NAME.cpu.pprof
@@ -18,6 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BLOCKS=${BLOCKS:-6}
 SERIES=${SERIES:-5000}       # per metric (2 metrics) per block
 HISTOGRAMS=${HISTOGRAMS:-200}
+STEP=${STEP:-30s}            # between samples: 15s doubles the chunk bytes
 RUNS=${RUNS:-5}
 AGENT_ARGS=${AGENT_ARGS:-}
 THANOS_ARGS=${THANOS_ARGS:-}
@@ -51,7 +52,7 @@ if [[ ! -f "$WORK/range" ]]; then
 	log "writing $((BLOCKS * 2)) blocks of ~$((SERIES * 2 + HISTOGRAMS)) series into MinIO"
 	mkdir -p "$WORK/gen"
 	"$WORK/benchtool" gen -endpoint "127.0.0.1:$MINIO_PORT" -access-key bench -secret-key bench-secret-key \
-		-bucket bench -blocks "$BLOCKS" -series "$SERIES" -histograms "$HISTOGRAMS" -dir "$WORK/gen" >"$WORK/range"
+		-bucket bench -blocks "$BLOCKS" -series "$SERIES" -histograms "$HISTOGRAMS" -step "$STEP" -dir "$WORK/gen" >"$WORK/range"
 fi
 read -r MINT MAXT <"$WORK/range"
 du -sh "$WORK/minio" | awk '{print "bench: bucket size " $1}' >&2

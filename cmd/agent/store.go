@@ -17,6 +17,7 @@ import (
 
 type storeFlags struct {
 	minTime, maxTime, indexCacheSize string
+	chunkDiskCacheSize               string
 	relabel, indexCache, cachingBkt  contentFlag
 	sampleLimit, touchedLimit        uint64
 }
@@ -42,6 +43,7 @@ func runStore(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.IgnoreDeletionMarksDelay, "ignore-deletion-marks-delay", cfg.IgnoreDeletionMarksDelay, "Stop serving a block this long after it was marked for deletion.")
 	sf.indexCache.register(fs, "index-cache.config", "the index cache configuration (Thanos format: type IN-MEMORY or MEMCACHED, config)")
 	fs.StringVar(&sf.indexCacheSize, "index-cache-size", "250MB", "Size of the in-memory index cache used when --index-cache.config is not given.")
+	fs.StringVar(&sf.chunkDiskCacheSize, "store.chunk-disk-cache-size", "4GiB", "Most chunk data kept on local disk under --data-dir, so that repeated heavy queries do not fetch it again; 0 disables.")
 	sf.cachingBkt.register(fs, "store.caching-bucket.config", "the caching bucket configuration (Thanos format: type IN-MEMORY or MEMCACHED, config, TTLs)")
 	fs.Uint64Var(&sf.sampleLimit, "store.grpc.series-sample-limit", 0, "Most samples one Series call may return; 0 is unlimited.")
 	fs.Uint64Var(&sf.touchedLimit, "store.grpc.touched-series-limit", 0, "Most series one Series call may touch; 0 is unlimited.")
@@ -102,6 +104,11 @@ func (sf *storeFlags) apply(cfg *storegw.Config) error {
 		return fmt.Errorf("--index-cache-size: %w", err)
 	}
 	cfg.IndexCacheSize = int64(size)
+	dsize, err := units.ParseBase2Bytes(sf.chunkDiskCacheSize)
+	if err != nil {
+		return fmt.Errorf("--store.chunk-disk-cache-size: %w", err)
+	}
+	cfg.ChunkDiskCacheSize = int64(dsize)
 	if b, err := sf.cachingBkt.load(); err != nil {
 		return err
 	} else if len(b) > 0 {

@@ -13,6 +13,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+
+	"github.com/stevedore-dev/stevedore/internal/storepb"
 )
 
 // GRPC serves the StoreAPI and Info services with the standard gRPC health service.
@@ -32,7 +34,11 @@ func NewGRPC(logger logr.Logger, addr string, reg prometheus.Registerer, prober 
 	}
 	m := newGRPCMetrics(reg)
 	srv := grpc.NewServer(
+		// The store gateway sends pre-encoded Series responses.
+		storepb.ServerCodec(),
 		grpc.MaxRecvMsgSize(32<<20),
+		// Series answers run to gigabytes: fewer, larger writes.
+		grpc.WriteBufferSize(256<<10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(m.unary),
 		grpc.ChainStreamInterceptor(m.stream),

@@ -52,6 +52,8 @@ type Config struct {
 	IndexCacheSize int64
 	// CachingBucket, when set, caches chunks, metas and listings.
 	CachingBucket *cache.BucketCacheConfig
+	// ChunkDiskCacheSize bounds the chunk pages kept under DataDir; 0 disables it.
+	ChunkDiskCacheSize int64
 
 	Limits                      bucketstore.Limits
 	LazyIndexHeader             bool
@@ -70,6 +72,7 @@ func DefaultConfig() Config {
 		MaxTime:                     fetcher.MaxTimeUnbounded,
 		IgnoreDeletionMarksDelay:    24 * time.Hour,
 		IndexCacheSize:              250 << 20,
+		ChunkDiskCacheSize:          4 << 30,
 		Limits:                      bucketstore.Limits{MaxConcurrency: 20},
 		LazyIndexHeaderIdleTimeout:  5 * time.Minute,
 		PostingOffsetsInMemSampling: 32,
@@ -97,6 +100,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--store.grpc.series-max-concurrency must not be negative, got %d", c.Limits.MaxConcurrency)
 	case c.PostingOffsetsInMemSampling < 1:
 		return fmt.Errorf("--store.index-header-posting-offsets-in-mem-sampling must be at least 1, got %d", c.PostingOffsetsInMemSampling)
+	case c.ChunkDiskCacheSize != 0 && c.ChunkDiskCacheSize < 4*cache.DiskChunkPageSize:
+		return fmt.Errorf("--store.chunk-disk-cache-size must be 0 (off) or at least %d bytes, got %d", 4*cache.DiskChunkPageSize, c.ChunkDiskCacheSize)
 	case c.IndexCache == nil && c.IndexCacheSize < 0:
 		return fmt.Errorf("--index-cache-size must not be negative, got %d", c.IndexCacheSize)
 	}
@@ -106,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// ChunkCacheDirname is the directory under the data dir of the disk chunk cache.
+const ChunkCacheDirname = "chunk-cache"
 
 // Gateway is the store gateway component.
 type Gateway struct {
@@ -139,6 +147,13 @@ func New(logger logr.Logger, reg prometheus.Registerer, cfg Config) (*Gateway, e
 			return nil, fmt.Errorf("create caching bucket: %w", err)
 		}
 		bkt = cb
+	}
+	if cfg.ChunkDiskCacheSize > 0 {
+		dc, err := cache.NewDiskChunks(bkt, filepath.Join(cfg.DataDir, ChunkCacheDirname), cfg.ChunkDiskCacheSize, logger.WithName("chunk-disk-cache"), reg)
+		if err != nil {
+			return nil, err
+		}
+		bkt = dc
 	}
 
 	var indexCache *cache.IndexCache

@@ -10,10 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +63,7 @@ func gen(args []string) error {
 	seriesN := fs.Int("series", 5000, "float series per metric per block")
 	hist := fs.Int("histograms", 200, "native histogram series per block")
 	dir := fs.String("dir", "", "scratch dir for blocks")
+	step := fs.Duration("step", 30*time.Second, "interval between samples")
 	parallel := fs.Int("parallel", runtime.NumCPU(), "blocks written at once")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,7 +93,7 @@ func gen(args []string) error {
 		for c, cluster := range []string{"eu", "us"} {
 			g.Go(func() error {
 				id, err := blockgen.Write(gctx, *dir, blockgen.Spec{
-					MinTime: start + int64(i)*2*hour, MaxTime: start + int64(i+1)*2*hour, Step: 30_000,
+					MinTime: start + int64(i)*2*hour, MaxTime: start + int64(i+1)*2*hour, Step: step.Milliseconds(),
 					Series: *seriesN, Metrics: []string{"http_requests_total", "cpu_seconds_total"}, HistogramSeries: *hist, Seed: int64(i*2 + c),
 				})
 				if err != nil {
@@ -141,6 +144,7 @@ func series(args []string) error {
 	mint := fs.Int64("min-time", 0, "start of the data (ms)")
 	maxt := fs.Int64("max-time", 0, "end of the data (ms)")
 	heavy := fs.Bool("heavy", true, "include heavy queries")
+	only := fs.String("only", "", "run only the queries whose name contains this")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -153,7 +157,7 @@ func series(args []string) error {
 	c := storepb.NewStoreClient(conn)
 	var all []time.Duration
 	for _, q := range corpus() {
-		if q.heavy && !*heavy {
+		if (q.heavy && !*heavy) || !strings.Contains(q.name, *only) {
 			continue
 		}
 		from := *mint
@@ -221,6 +225,7 @@ func pct(d []time.Duration, p float64) string {
 	}
 	s := slices.Clone(d)
 	slices.Sort(s)
-	i := int(float64(len(s)-1) * p)
+	// Nearest rank: with few runs p99 is the slowest, not the median.
+	i := max(int(math.Ceil(p*float64(len(s))))-1, 0)
 	return s[i].Round(time.Millisecond).String()
 }

@@ -2,15 +2,18 @@ package bucketstore
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/prometheus/model/labels"
@@ -246,14 +249,25 @@ func decodePostings(b []byte) ([]storage.SeriesRef, error) {
 }
 
 // loadSeries returns the series entries (without length and CRC) of the
-// series IDs ids, sorted ascending.
-func (b *bucketBlock) loadSeries(ctx context.Context, ids []storage.SeriesRef, st *queryStats) (map[storage.SeriesRef][]byte, error) {
-	out, misses := b.cache.FetchSeries(ctx, b.id(), ids)
-	if out == nil {
-		out = make(map[storage.SeriesRef][]byte, len(ids))
-	}
+// series IDs ids, sorted ascending, in the same order. With cacheMisses the
+// entries read from the bucket are added to the index cache.
+func (b *bucketBlock) loadSeries(ctx context.Context, ids []storage.SeriesRef, cacheMisses bool, st *queryStats) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	hits, misses := b.cache.FetchSeries(ctx, b.id(), ids)
 	if len(misses) == 0 {
+		for i, id := range ids {
+			out[i] = hits[id]
+		}
 		return out, nil
+	}
+	// pos[i] is where misses[i] goes in out; both lists are sorted.
+	pos := make([]int, 0, len(misses))
+	for i, id := range ids {
+		if len(pos) < len(misses) && misses[len(pos)] == id {
+			pos = append(pos, i)
+		} else {
+			out[i] = hits[id]
+		}
 	}
 	// Series entries are 16-byte aligned in index format v2: the ID is offset/16.
 	parts := partition(len(misses), func(i int) (uint64, uint64) {
@@ -261,7 +275,6 @@ func (b *bucketBlock) loadSeries(ctx context.Context, ids []storage.SeriesRef, s
 		return off, min(off+uint64(b.maxSeriesSize), uint64(b.indexSize))
 	}, maxGapSize)
 
-	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fetchConcurrency)
 	name := block.IndexObject(b.id())
@@ -271,27 +284,27 @@ func (b *bucketBlock) loadSeries(ctx context.Context, ids []storage.SeriesRef, s
 			if err != nil {
 				return err
 			}
-			fetched := make(map[storage.SeriesRef][]byte, p.elemEnd-p.elemStart)
-			for _, id := range misses[p.elemStart:p.elemEnd] {
-				off := uint64(id)*16 - p.start
+			for i := p.elemStart; i < p.elemEnd; i++ {
+				off := uint64(misses[i])*16 - p.start
 				entry, ok := seriesEntry(buf, off)
 				if !ok {
 					// Longer than estimated: read it again on its own.
-					entry, err = b.readSeriesExact(gctx, name, uint64(id)*16, st)
+					entry, err = b.readSeriesExact(gctx, name, uint64(misses[i])*16, st)
 					if err != nil {
 						return err
 					}
-				} else {
-					entry = append([]byte(nil), entry...)
 				}
-				fetched[id] = entry
+				// Entries share buf: callers copy what they keep, and the
+				// cache copies what it stores.
+				out[pos[i]] = entry
 			}
-			b.cache.StoreSeries(b.id(), fetched)
-			mu.Lock()
-			for k, v := range fetched {
-				out[k] = v
+			if cacheMisses {
+				fetched := make(map[storage.SeriesRef][]byte, p.elemEnd-p.elemStart)
+				for i := p.elemStart; i < p.elemEnd; i++ {
+					fetched[misses[i]] = out[pos[i]]
+				}
+				b.cache.StoreSeries(b.id(), fetched)
 			}
-			mu.Unlock()
 			return nil
 		})
 	}
@@ -376,115 +389,157 @@ func decodeSeries(b []byte, lset *[]symbolizedLabel, chks *[]chunkMeta, skipChun
 	return len(*chks) > before, nil
 }
 
-// chunkLoad is one chunk to read, and where to put it.
+// chunkLoad is one chunk to read, and the wireBatch chunk it fills.
 type chunkLoad struct {
 	ref chunks.ChunkRef
-	dst *storepb.Chunk
+	dst int32
 }
 
 func segmentObject(id ulid.ULID, seq int) string {
 	return block.ChunksObject(id, fmt.Sprintf("%06d", seq+1))
 }
 
-// loadChunks reads the chunks of loads with ranged reads of the segment
-// files, merging nearby chunks into one request.
-func (b *bucketBlock) loadChunks(ctx context.Context, loads []chunkLoad, st *queryStats) error {
-	bySeq := map[int][]chunkLoad{}
-	for _, l := range loads {
-		seq := int(uint64(l.ref) >> 32)
-		if seq >= len(b.segmentSizes) {
-			return fmt.Errorf("block %s: chunk ref %d points to missing segment %d", b.id(), l.ref, seq+1)
-		}
-		bySeq[seq] = append(bySeq[seq], l)
+// loadChunks reads the chunks of loads into wb with ranged reads of the
+// segment files, merging nearby chunks into one request, and returns how
+// many samples they hold.
+func (b *bucketBlock) loadChunks(ctx context.Context, loads []chunkLoad, wb *wireBatch, st *queryStats) (int, error) {
+	slices.SortFunc(loads, func(x, y chunkLoad) int { return cmp.Compare(x.ref, y.ref) })
+	type job struct {
+		name string
+		size uint64
+		p    part
+		ls   []chunkLoad
 	}
+	var jobs []job
+	for i := 0; i < len(loads); {
+		seq := int(uint64(loads[i].ref) >> 32)
+		if seq >= len(b.segmentSizes) {
+			return 0, fmt.Errorf("block %s: chunk ref %d points to missing segment %d", b.id(), loads[i].ref, seq+1)
+		}
+		j := i + 1
+		for j < len(loads) && int(uint64(loads[j].ref)>>32) == seq {
+			j++
+		}
+		ls, size, name := loads[i:j], uint64(b.segmentSizes[seq]), segmentObject(b.id(), seq)
+		for _, p := range partition(len(ls), func(k int) (uint64, uint64) {
+			off := uint64(uint32(ls[k].ref))
+			return off, min(off+uint64(b.maxChunkSize), size)
+		}, maxGapSize) {
+			jobs = append(jobs, job{name: name, size: size, p: p, ls: ls[p.elemStart:p.elemEnd]})
+		}
+		i = j
+	}
+	wb.bufs = make([][]byte, len(jobs))
+	var samples atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fetchConcurrency)
-	for seq, ls := range bySeq {
-		sort.Slice(ls, func(i, j int) bool { return uint32(ls[i].ref) < uint32(ls[j].ref) })
-		size := uint64(b.segmentSizes[seq])
-		parts := partition(len(ls), func(i int) (uint64, uint64) {
-			off := uint64(uint32(ls[i].ref))
-			return off, min(off+uint64(b.maxChunkSize), size)
-		}, maxGapSize)
-		name := segmentObject(b.id(), seq)
-		for _, p := range parts {
-			g.Go(func() error {
-				return b.readChunkPart(gctx, name, size, p, ls[p.elemStart:p.elemEnd], st)
-			})
-		}
+	for k, j := range jobs {
+		g.Go(func() error {
+			n, err := b.readChunkPart(gctx, j.name, j.size, j.p, j.ls, wb, uint32(k), st)
+			samples.Add(int64(n))
+			return err
+		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	return int(samples.Load()), err
 }
 
-// chunkSlabSize is the size of the buffers chunks are copied into.
-const chunkSlabSize = 64 << 10
-
 // readChunkPart reads the chunks ls (sorted by offset) with one ranged read
-// of part p of segment name. The range is streamed, as Thanos does: gaps
-// between wanted chunks are discarded rather than buffered, and chunks are
-// copied into slabs of chunkSlabSize, so that a sparse selection (one series
-// in six for job=~"a|b",zone="c") allocates what it returns, not the range.
-func (b *bucketBlock) readChunkPart(ctx context.Context, name string, size uint64, p part, ls []chunkLoad, st *queryStats) error {
+// of part p of segment name, and encodes them for the wire into wb.bufs[k].
+// The range is streamed, as Thanos does: gaps between wanted chunks are
+// discarded rather than buffered, so that a sparse selection (one series in
+// six for job=~"a|b",zone="c") allocates what it returns, not the range.
+func (b *bucketBlock) readChunkPart(ctx context.Context, name string, size uint64, p part, ls []chunkLoad, wb *wireBatch, k uint32, st *queryStats) (samples int, err error) {
 	rc, err := b.bkt.GetRange(ctx, name, int64(p.start), int64(p.end-p.start))
 	if err != nil {
-		return fmt.Errorf("get range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
+		return 0, fmt.Errorf("get range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
 	}
 	defer func() { _ = rc.Close() }()
-	br := bufio.NewReaderSize(rc, int(min(32<<10, p.end-p.start)))
+	br := bufio.NewReaderSize(rc, int(min(256<<10, p.end-p.start)))
 	pos := p.start
 	defer func() { st.addFetched(int(pos - p.start)) }()
-	var slab []byte
-	for _, l := range ls {
-		off := uint64(uint32(l.ref))
-		if off < pos {
-			return fmt.Errorf("block %s: chunk %d overlaps the previous chunk", b.id(), l.ref)
+
+	// Chunks are contiguous in a segment: the distance to the next wanted
+	// chunk bounds a chunk's size, and so the buffer the part needs.
+	capacity := 0
+	for i, l := range ls {
+		next := p.end
+		if i+1 < len(ls) {
+			next = uint64(uint32(ls[i+1].ref))
 		}
-		n, err := br.Discard(int(off - pos))
-		pos += uint64(n)
-		if err != nil {
-			return fmt.Errorf("read range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
-		}
-		// Length (uvarint), encoding byte, data.
-		head, _ := br.Peek(binary.MaxVarintLen32 + 1)
-		length, vn := binary.Uvarint(head)
-		var (
-			enc  chunkenc.Encoding
-			data []byte
-		)
-		if vn <= 0 || vn >= len(head) || off+uint64(vn)+1+length > p.end {
-			// Longer than estimated: read it on its own.
-			if enc, data, err = b.readChunkExact(ctx, name, off, size, st); err != nil {
-				return err
-			}
-		} else {
-			enc = chunkenc.Encoding(head[vn])
-			n, _ := br.Discard(vn + 1)
-			pos += uint64(n)
-			if cap(slab)-len(slab) < int(length) {
-				slab = make([]byte, 0, max(int(length), min(chunkSlabSize, int(p.end-pos))))
-			}
-			data = slab[len(slab) : len(slab)+int(length) : len(slab)+int(length)]
-			slab = slab[:len(slab)+int(length)]
-			n, err = io.ReadFull(br, data)
-			pos += uint64(n)
-			if err != nil {
-				return fmt.Errorf("read chunk %d of %s: %w", l.ref, name, err)
-			}
-		}
+		capacity += int(min(next-uint64(uint32(l.ref)), uint64(b.maxChunkSize))) + wireChunkOverhead
+	}
+	buf := make([]byte, 0, capacity)
+	add := func(l chunkLoad, enc chunkenc.Encoding, data []byte) error {
 		t, err := storeEncoding(enc)
 		if err != nil {
 			return fmt.Errorf("block %s chunk %d: %w", b.id(), l.ref, err)
 		}
-		l.dst.Type, l.dst.Data, l.dst.Hash = t, data, hashChunk(data)
+		c := &wb.chunks[l.dst]
+		off := len(buf)
+		buf = storepb.AppendSeriesChunk(buf, c.minTime, c.maxTime, t, data, hashChunk(data))
+		c.buf, c.off, c.len = k, uint32(off), uint32(len(buf)-off)
+		samples += numSamples(data)
+		return nil
 	}
+	for _, l := range ls {
+		off := uint64(uint32(l.ref))
+		if off < pos {
+			return samples, fmt.Errorf("block %s: chunk %d overlaps the previous chunk", b.id(), l.ref)
+		}
+		n, err := br.Discard(int(off - pos))
+		pos += uint64(n)
+		if err != nil {
+			return samples, fmt.Errorf("read range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
+		}
+		// Length (uvarint), encoding byte, data.
+		head, _ := br.Peek(binary.MaxVarintLen32 + 1)
+		length, vn := binary.Uvarint(head)
+		if vn <= 0 || vn >= len(head) || off+uint64(vn)+1+length > p.end {
+			// Longer than estimated: read it on its own.
+			enc, data, err := b.readChunkExact(ctx, name, off, size, st)
+			if err != nil {
+				return samples, err
+			}
+			if err := add(l, enc, data); err != nil {
+				return samples, err
+			}
+			continue
+		}
+		enc := chunkenc.Encoding(head[vn])
+		n, _ = br.Discard(vn + 1)
+		pos += uint64(n)
+		// Encode straight from the reader's buffer when the chunk fits in it.
+		data, err := br.Peek(int(length))
+		peeked := err == nil
+		if errors.Is(err, bufio.ErrBufferFull) {
+			data = make([]byte, length)
+			_, err = io.ReadFull(br, data)
+		}
+		if err != nil {
+			return samples, fmt.Errorf("read chunk %d of %s: %w", l.ref, name, err)
+		}
+		if err := add(l, enc, data); err != nil {
+			return samples, err
+		}
+		if peeked {
+			_, _ = br.Discard(int(length))
+		}
+		pos += length
+	}
+	wb.bufs[k] = buf
 	// Drain the estimated tail so that the connection can be reused.
 	n, err := io.Copy(io.Discard, br)
 	pos += uint64(n)
 	if err != nil {
-		return fmt.Errorf("read range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
+		return samples, fmt.Errorf("read range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
 	}
-	return nil
+	return samples, nil
 }
+
+// wireChunkOverhead bounds what the wire encoding adds to a chunk's data:
+// tags, lengths, times and hash.
+const wireChunkOverhead = 48
 
 // chunkAt parses the chunk at off: uvarint data length, encoding byte, data.
 func chunkAt(buf []byte, off uint64) (chunkenc.Encoding, []byte, bool) {

@@ -108,7 +108,7 @@ func newFixture(t *testing.T, limits Limits, withCache bool, mutate ...func(*Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(storepb.ServerCodec())
 	storepb.RegisterStoreServer(srv, testServer{s: f.store})
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)

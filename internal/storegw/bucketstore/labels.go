@@ -56,13 +56,16 @@ func (s *Store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) 
 					}
 				})
 			} else {
-				entries, err := b.selectSeries(gctx, bms, r)
+				sel, err := b.selectSeries(gctx, bms, r, false)
 				if err != nil {
 					return err
 				}
 				seen := map[string]struct{}{}
-				for _, e := range entries {
-					e.lset.Range(func(l labels.Label) { seen[l.Name] = struct{}{} })
+				err = sel.forEachLabels(gctx, newSeriesDecoder(b, r), func(lset labels.Labels) {
+					lset.Range(func(l labels.Label) { seen[l.Name] = struct{}{} })
+				})
+				if err != nil {
+					return err
 				}
 				for n := range seen {
 					names = append(names, n)
@@ -132,15 +135,18 @@ func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 					vals = append(vals, v)
 				}
 			} else {
-				entries, err := b.selectSeries(gctx, bms, r)
+				sel, err := b.selectSeries(gctx, bms, r, false)
 				if err != nil {
 					return err
 				}
 				seen := map[string]struct{}{}
-				for _, e := range entries {
-					if v := e.lset.Get(req.GetLabel()); v != "" {
+				err = sel.forEachLabels(gctx, newSeriesDecoder(b, r), func(lset labels.Labels) {
+					if v := lset.Get(req.GetLabel()); v != "" {
 						seen[v] = struct{}{}
 					}
+				})
+				if err != nil {
+					return err
 				}
 				for v := range seen {
 					vals = append(vals, v)

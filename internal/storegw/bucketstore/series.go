@@ -1,9 +1,13 @@
 package bucketstore
 
 import (
+	"bytes"
+	"cmp"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,10 +24,10 @@ import (
 
 const (
 	// seriesBatch is how many series entries are read from the index at once.
-	seriesBatch = 4096
+	seriesBatch = 16384
 	// chunkBatch bounds the chunks held in memory per block while streaming:
 	// memory depends on this, not on the size of the answer.
-	chunkBatch = 2048
+	chunkBatch = 8192
 )
 
 // request is the per-call state shared by the blocks answering one request.
@@ -58,24 +62,77 @@ func (r *request) addSamples(n int) error {
 	return nil
 }
 
-// entry is a selected series of a block: final labels and the chunks in range.
-type entry struct {
-	lset labels.Labels
-	chks []chunkMeta
-	// from and to locate chks in the block's slab of chunk metas while it grows.
-	from, to int
-}
-
 // chunkMeta is where a chunk is and what it covers. Unlike chunks.Meta it
-// holds no pointer, so the metas of large answers cost the GC nothing to scan.
+// holds no pointer.
 type chunkMeta struct {
 	ref              chunks.ChunkRef
 	minTime, maxTime int64
 }
 
+// selection is the series of a block that a request selected, kept as their
+// raw index entries: a few dozen bytes per series and no pointers, so that a
+// query over millions of series holds little memory and gives the GC nothing
+// to scan. Labels and chunks are decoded again batch by batch as they are
+// streamed.
+type selection struct {
+	entries []byte
+	ends    []uint32 // end of entry i in entries
+	// order lists the entries in label order when index order is not label
+	// order; see selectSeries.
+	order []int32
+}
+
+func (s *selection) len() int { return len(s.ends) }
+
+// entry returns the i-th series entry in label order.
+func (s *selection) entry(i int) []byte {
+	if s.order != nil {
+		i = int(s.order[i])
+	}
+	start := uint32(0)
+	if i > 0 {
+		start = s.ends[i-1]
+	}
+	return s.entries[start:s.ends[i]]
+}
+
+// seriesDecoder turns selected entries into labels and chunk metas, reusing
+// its buffers from series to series.
+type seriesDecoder struct {
+	b     *bucketBlock
+	req   *request
+	ext   []labels.Label
+	sl    []symbolizedLabel
+	metas []chunkMeta
+	sb    labels.ScratchBuilder
+}
+
+func newSeriesDecoder(b *bucketBlock, req *request) *seriesDecoder {
+	return &seriesDecoder{b: b, req: req, ext: b.externalLabels(req.withoutExt)}
+}
+
+// decode decodes entry data; ok is false when it has no chunk in the request
+// range. The metas are valid until the next call.
+func (d *seriesDecoder) decode(ctx context.Context, data []byte) (lset labels.Labels, metas []chunkMeta, ok bool, err error) {
+	d.metas = d.metas[:0]
+	ok, err = decodeSeries(data, &d.sl, &d.metas, d.req.skipChunks, d.req.mint, d.req.maxt)
+	if err != nil || !ok {
+		return labels.EmptyLabels(), nil, ok, err
+	}
+	lset, err = seriesLabels(ctx, d.b.ih, d.sl, d.ext, &d.sb)
+	return lset, d.metas, err == nil, err
+}
+
+// maxCachedSelection is the largest selection (series of one block) whose
+// series entries are added to the index cache. A query over most of a block
+// would evict the entries of smaller, repeated queries (dashboards) and gain
+// little itself: scans do not pollute the cache.
+const maxCachedSelection = seriesBatch
+
 // selectSeries returns the block's series matching ms with data in the
-// request range, with external labels attached, sorted by labels.
-func (b *bucketBlock) selectSeries(ctx context.Context, ms []*labels.Matcher, req *request) ([]entry, error) {
+// request range, in the order of their labels with external labels attached.
+// With ordered false (label names and values) the order does not matter.
+func (b *bucketBlock) selectSeries(ctx context.Context, ms []*labels.Matcher, req *request, ordered bool) (*selection, error) {
 	ids, err := b.expandPostings(ctx, ms, req.stats)
 	if err != nil {
 		return nil, fmt.Errorf("expand postings of block %s: %w", b.id(), err)
@@ -84,57 +141,145 @@ func (b *bucketBlock) selectSeries(ctx context.Context, ms []*labels.Matcher, re
 		return nil, err
 	}
 	var (
-		out    = make([]entry, 0, len(ids))
-		sl     []symbolizedLabel
-		metas  []chunkMeta // One slab for the chunks of all series.
-		sb     labels.ScratchBuilder
-		ext    = b.externalLabels(req.withoutExt)
-		sorted = true
+		sel   = &selection{ends: make([]uint32, 0, len(ids))}
+		dec   = newSeriesDecoder(b, req)
+		order *orderCheck
 	)
+	if ordered && len(dec.ext) > 0 {
+		if order, err = newOrderCheck(b, dec); err != nil {
+			return nil, err
+		}
+	}
 	for start := 0; start < len(ids); start += seriesBatch {
 		batch := ids[start:min(start+seriesBatch, len(ids))]
-		raw, err := b.loadSeries(ctx, batch, req.stats)
+		raw, err := b.loadSeries(ctx, batch, len(ids) <= maxCachedSelection, req.stats)
 		if err != nil {
 			return nil, fmt.Errorf("load series of block %s: %w", b.id(), err)
 		}
 		req.stats.series.Add(int64(len(batch)))
-		for _, id := range batch {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			data, ok := raw[id]
-			if !ok {
-				return nil, fmt.Errorf("block %s: series %d not loaded", b.id(), id)
-			}
-			from := len(metas)
-			ok, err := decodeSeries(data, &sl, &metas, req.skipChunks, req.mint, req.maxt)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for i, data := range raw {
+			dec.metas = dec.metas[:0]
+			ok, err := decodeSeries(data, &dec.sl, &dec.metas, req.skipChunks, req.mint, req.maxt)
 			if err != nil {
-				return nil, fmt.Errorf("block %s series %d: %w", b.id(), id, err)
+				return nil, fmt.Errorf("block %s series %d: %w", b.id(), batch[i], err)
 			}
 			if !ok {
-				metas = metas[:from]
 				continue
 			}
-			lset, err := seriesLabels(ctx, b.ih, sl, ext, &sb)
-			if err != nil {
-				return nil, fmt.Errorf("block %s series %d: %w", b.id(), id, err)
+			if order != nil {
+				if err := order.next(ctx, dec.sl); err != nil {
+					return nil, fmt.Errorf("block %s series %d: %w", b.id(), batch[i], err)
+				}
 			}
-			e := entry{lset: lset, from: from, to: len(metas)}
-			if n := len(out); n > 0 && sorted && labels.Compare(out[n-1].lset, lset) > 0 {
-				sorted = false
+			if len(sel.entries)+len(data) > math.MaxUint32 {
+				return nil, status.Errorf(codes.ResourceExhausted, "block %s: the query selects more than 4 GiB of series entries", b.id())
 			}
-			out = append(out, e)
+			sel.entries = append(sel.entries, data...)
+			sel.ends = append(sel.ends, uint32(len(sel.entries)))
 		}
 	}
-	for i := range out {
-		out[i].chks = metas[out[i].from:out[i].to:out[i].to]
-	}
-	if !sorted {
+	if order != nil && !order.sorted {
 		// Index order is label order, but an external label can land between
-		// a series and a longer series sharing its prefix; restore the order.
-		slices.SortFunc(out, func(a, b entry) int { return labels.Compare(a.lset, b.lset) })
+		// a series and a longer series sharing its prefix; sort, holding the
+		// labels of this one block's selection for as long as it takes.
+		if err := sel.sortByLabels(ctx, dec); err != nil {
+			return nil, err
+		}
 	}
-	return out, nil
+	return sel, nil
+}
+
+// orderCheck finds out whether series in index order stay in label order
+// once the block's external labels are added. Series are compared by symbol
+// references, which sort like the strings they stand for, and resolved to
+// strings only when that cannot decide.
+type orderCheck struct {
+	dec    *seriesDecoder
+	sorted bool
+	// collide is set when an external label has the name of a series label
+	// and replaces it: every pair is then compared with strings.
+	collide bool
+	prev    []symbolizedLabel
+	sb      labels.ScratchBuilder
+}
+
+func newOrderCheck(b *bucketBlock, dec *seriesDecoder) (*orderCheck, error) {
+	names, err := b.ih.LabelNames()
+	if err != nil {
+		return nil, fmt.Errorf("label names of block %s: %w", b.id(), err)
+	}
+	o := &orderCheck{dec: dec, sorted: true}
+	for _, e := range dec.ext {
+		if slices.Contains(names, e.Name) {
+			o.collide = true
+		}
+	}
+	return o, nil
+}
+
+// next checks the series with symbolized labels cur, which follows the
+// previous one in the index.
+func (o *orderCheck) next(ctx context.Context, cur []symbolizedLabel) error {
+	if !o.sorted {
+		return nil
+	}
+	defer func() { o.prev = append(o.prev[:0], cur...) }()
+	if o.prev == nil {
+		return nil
+	}
+	k := 0
+	for k < len(o.prev) && k < len(cur) && o.prev[k] == cur[k] {
+		k++
+	}
+	// Two series differing at a label both have keep their order when
+	// labels of other names are added to both; only a series that is a
+	// prefix of the next one can move after it.
+	if !o.collide && k < len(o.prev) && k < len(cur) {
+		return nil
+	}
+	a, err := seriesLabels(ctx, o.dec.b.ih, o.prev, o.dec.ext, &o.sb)
+	if err != nil {
+		return err
+	}
+	c, err := seriesLabels(ctx, o.dec.b.ih, cur, o.dec.ext, &o.sb)
+	if err != nil {
+		return err
+	}
+	if labels.Compare(a, c) > 0 {
+		o.sorted = false
+	}
+	return nil
+}
+
+func (s *selection) sortByLabels(ctx context.Context, dec *seriesDecoder) error {
+	lsets := make([]labels.Labels, s.len())
+	s.order = make([]int32, s.len())
+	for i := range lsets {
+		lset, _, _, err := dec.decode(ctx, s.entry(i))
+		if err != nil {
+			return err
+		}
+		lsets[i], s.order[i] = lset, int32(i)
+	}
+	slices.SortStableFunc(s.order, func(a, b int32) int { return labels.Compare(lsets[a], lsets[b]) })
+	return nil
+}
+
+// forEachLabels calls fn with the labels of every selected series.
+func (s *selection) forEachLabels(ctx context.Context, dec *seriesDecoder, fn func(labels.Labels)) error {
+	for i := range s.len() {
+		lset, _, ok, err := dec.decode(ctx, s.entry(i))
+		if err != nil {
+			return err
+		}
+		if ok {
+			fn(lset)
+		}
+	}
+	return nil
 }
 
 // externalLabels returns the block's external labels minus the ones the
@@ -178,11 +323,68 @@ func seriesLabels(ctx context.Context, ih indexheader.Reader, sl []symbolizedLab
 	return sb.Labels(), nil
 }
 
+// wireBatch is a batch of a block's series, ready to be merged and sent:
+// labels, and chunks already encoded as Series.chunks elements in bufs. It
+// holds a pointer per series and per fetched range, none per chunk.
+type wireBatch struct {
+	series []wireSeries
+	chunks []wireChunk
+	bufs   [][]byte
+}
+
+type wireSeries struct {
+	lset     labels.Labels
+	from, to int32 // chunks[from:to]
+	// minTime and maxTime bound the series' chunks in this block.
+	minTime, maxTime int64
+	// spanBuf is the buffer holding all the series' chunks back to back, at
+	// [spanOff, spanEnd), or -1 when they are not contiguous.
+	spanBuf          int32
+	spanOff, spanEnd uint32
+}
+
+// setSpans finds, for each series, whether its chunks were encoded back to
+// back; they are when read in one part, as chunks of a series are stored
+// together in a segment file. A contiguous series is merged and sent as one
+// slice rather than chunk by chunk.
+func (w *wireBatch) setSpans() {
+	for i := range w.series {
+		s := &w.series[i]
+		s.spanBuf = -1
+		if s.from == s.to {
+			continue
+		}
+		first := &w.chunks[s.from]
+		end := first.off + first.len
+		ok := true
+		for k := s.from + 1; k < s.to && ok; k++ {
+			c := &w.chunks[k]
+			ok = c.buf == first.buf && c.off == end
+			end = c.off + c.len
+		}
+		if ok {
+			s.spanBuf, s.spanOff, s.spanEnd = int32(first.buf), first.off, end
+		}
+	}
+}
+
+func (w *wireBatch) span(s *wireSeries) []byte { return w.bufs[s.spanBuf][s.spanOff:s.spanEnd] }
+
+type wireChunk struct {
+	minTime, maxTime int64
+	buf, off, len    uint32 // bufs[buf][off:off+len]
+}
+
+func (w *wireBatch) chunk(i int32) []byte {
+	c := &w.chunks[i]
+	return w.bufs[c.buf][c.off : c.off+c.len]
+}
+
 // streamBlock sends the block's series in batches to out, reading chunks
 // batch by batch. It closes out when done.
-func (b *bucketBlock) streamBlock(ctx context.Context, ms []*labels.Matcher, req *request, out chan<- seriesBatchOrErr) {
+func (b *bucketBlock) streamBlock(ctx context.Context, ms []*labels.Matcher, req *request, out chan<- wireBatchOrErr) {
 	defer close(out)
-	send := func(v seriesBatchOrErr) bool {
+	send := func(v wireBatchOrErr) bool {
 		select {
 		case out <- v:
 			return true
@@ -190,125 +392,58 @@ func (b *bucketBlock) streamBlock(ctx context.Context, ms []*labels.Matcher, req
 			return false
 		}
 	}
-	entries, err := b.selectSeries(ctx, ms, req)
+	sel, err := b.selectSeries(ctx, ms, req, true)
 	if err != nil {
-		send(seriesBatchOrErr{err: err})
+		send(wireBatchOrErr{err: err})
 		return
 	}
-	for i := 0; i < len(entries); {
-		j, nchks := i, 0
-		for j < len(entries) && (j == i || nchks+len(entries[j].chks) <= chunkBatch) {
-			nchks += len(entries[j].chks)
-			j++
+	dec := newSeriesDecoder(b, req)
+	var loads []chunkLoad
+	for i := 0; i < sel.len(); {
+		wb := &wireBatch{}
+		loads = loads[:0]
+		for ; i < sel.len() && (len(wb.series) == 0 || len(wb.chunks) < chunkBatch); i++ {
+			lset, metas, ok, err := dec.decode(ctx, sel.entry(i))
+			if err != nil {
+				send(wireBatchOrErr{err: fmt.Errorf("block %s: %w", b.id(), err)})
+				return
+			}
+			if !ok {
+				continue
+			}
+			ws := wireSeries{lset: lset, from: int32(len(wb.chunks)), minTime: math.MaxInt64, maxTime: math.MinInt64}
+			for _, m := range metas {
+				loads = append(loads, chunkLoad{ref: m.ref, dst: int32(len(wb.chunks))})
+				wb.chunks = append(wb.chunks, wireChunk{minTime: m.minTime, maxTime: m.maxTime})
+				ws.minTime, ws.maxTime = min(ws.minTime, m.minTime), max(ws.maxTime, m.maxTime)
+			}
+			ws.to = int32(len(wb.chunks))
+			wb.series = append(wb.series, ws)
 		}
-		batch, loads := newBatch(entries[i:j], nchks, req.skipChunks)
 		if len(loads) > 0 {
-			if err := b.loadChunks(ctx, loads, req.stats); err != nil {
-				send(seriesBatchOrErr{err: fmt.Errorf("load chunks of block %s: %w", b.id(), err)})
+			samples, err := b.loadChunks(ctx, loads, wb, req.stats)
+			if err != nil {
+				send(wireBatchOrErr{err: fmt.Errorf("load chunks of block %s: %w", b.id(), err)})
 				return
 			}
-			n := 0
-			for _, l := range loads {
-				n += numSamples(l.dst.GetData())
-			}
+			wb.setSpans()
 			req.stats.chunks.Add(int64(len(loads)))
-			req.stats.samples.Add(int64(n))
-			if err := req.addSamples(n); err != nil {
-				send(seriesBatchOrErr{err: err})
+			req.stats.samples.Add(int64(samples))
+			if err := req.addSamples(samples); err != nil {
+				send(wireBatchOrErr{err: err})
 				return
 			}
 		}
-		// Let the entries of sent batches be collected early.
-		clear(entries[i:j])
-		if !send(seriesBatchOrErr{series: batch}) {
+		if !send(wireBatchOrErr{batch: wb}) {
 			return
 		}
-		i = j
 	}
 }
 
-// newBatch builds the wire series of entries, with chunks to be filled in by
-// loads. The messages of a batch are allocated in a few slabs rather than one
-// by one: allocation and GC dominated the CPU profile of large answers, and a
-// batch is sent and dropped as a whole anyway.
-func newBatch(entries []entry, nchks int, skipChunks bool) ([]*storepb.Series, []chunkLoad) {
-	nlbls := 0
-	for _, e := range entries {
-		nlbls += e.lset.Len()
-	}
-	var (
-		series    = make([]storepb.Series, len(entries))
-		out       = make([]*storepb.Series, len(entries))
-		lbls      = make([]storepb.Label, nlbls)
-		lblPtrs   = make([]*storepb.Label, nlbls)
-		loads     []chunkLoad
-		aggrs     []storepb.AggrChunk
-		raws      []storepb.Chunk
-		aggrPtrs  []*storepb.AggrChunk
-		nextLabel int
-	)
-	if !skipChunks {
-		loads = make([]chunkLoad, 0, nchks)
-		aggrs = make([]storepb.AggrChunk, nchks)
-		raws = make([]storepb.Chunk, nchks)
-		aggrPtrs = make([]*storepb.AggrChunk, nchks)
-	}
-	for i, e := range entries {
-		s := &series[i]
-		first := nextLabel
-		e.lset.Range(func(l labels.Label) {
-			lbl := &lbls[nextLabel]
-			lbl.Name, lbl.Value = l.Name, l.Value
-			lblPtrs[nextLabel] = lbl
-			nextLabel++
-		})
-		s.Labels = lblPtrs[first:nextLabel:nextLabel]
-		if !skipChunks {
-			k0 := len(loads)
-			for k, c := range e.chks {
-				ac := &aggrs[k0+k]
-				ac.MinTime, ac.MaxTime, ac.Raw = c.minTime, c.maxTime, &raws[k0+k]
-				aggrPtrs[k0+k] = ac
-				loads = append(loads, chunkLoad{ref: c.ref, dst: ac.Raw})
-			}
-			s.Chunks = aggrPtrs[k0:len(loads):len(loads)]
-		}
-		out[i] = s
-	}
-	return out, loads
+type wireBatchOrErr struct {
+	batch *wireBatch
+	err   error
 }
-
-type seriesBatchOrErr struct {
-	series []*storepb.Series
-	err    error
-}
-
-// chanSeriesSet adapts a block's stream to storepb.SeriesSet.
-type chanSeriesSet struct {
-	ch  <-chan seriesBatchOrErr
-	cur []*storepb.Series
-	i   int
-	err error
-}
-
-func (c *chanSeriesSet) Next() bool {
-	c.i++
-	for c.i >= len(c.cur) {
-		v, ok := <-c.ch
-		if !ok {
-			return false
-		}
-		if v.err != nil {
-			c.err = v.err
-			return false
-		}
-		c.cur, c.i = v.series, 0
-	}
-	return true
-}
-
-func (c *chanSeriesSet) At() *storepb.Series { return c.cur[c.i] }
-func (c *chanSeriesSet) Err() error          { return c.err }
 
 // acquireBlocks returns the loaded blocks, each held until release is called
 // so that a concurrent sync cannot unmap an index-header in use.
@@ -362,7 +497,8 @@ func matchersForBlock(b *bucketBlock, ms []*labels.Matcher) ([]*labels.Matcher, 
 
 // Series implements storepb.StoreServer: it streams the series of all
 // matching blocks, merged and sorted, with memory bounded per block by
-// chunkBatch rather than by the size of the answer.
+// chunkBatch rather than by the size of the answer. Responses are written as
+// storepb.RawMessage: the server must use storepb.ServerCodec.
 func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServer) error {
 	ctx := srv.Context()
 	if s.gate != nil {
@@ -393,55 +529,253 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 	defer wg.Wait()
 	defer cancel()
 
-	var sets []storepb.SeriesSet
-	queried := 0
+	var cursors []*blockCursor
 	for _, b := range blocksFor(all, r.mint, r.maxt) {
 		bms, ok := matchersForBlock(b, ms)
 		if !ok {
 			continue
 		}
-		ch := make(chan seriesBatchOrErr, 1)
+		ch := make(chan wireBatchOrErr, 1)
 		wg.Go(func() { b.streamBlock(ctx, bms, r, ch) })
-		sets = append(sets, &chanSeriesSet{ch: ch, i: -1})
-		queried++
+		cursors = append(cursors, &blockCursor{ch: ch})
 	}
-	s.metrics.blocksQueried.Observe(float64(queried))
+	s.metrics.blocksQueried.Observe(float64(len(cursors)))
 
-	set := storepb.MergeSeriesSets(sets...)
-	batchSize := int(req.GetResponseBatchSize())
-	var pending []*storepb.Series
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		err := srv.Send(&storepb.SeriesResponse{Result: &storepb.SeriesResponse_Batch{Batch: &storepb.SeriesBatch{Series: pending}}})
-		pending = nil
-		return err
-	}
-	for set.Next() {
-		sr := set.At()
+	w := responseWriter{srv: srv, batchSize: int(req.GetResponseBatchSize())}
+	m := wireMerger{cursors: cursors}
+	for m.next() {
 		r.stats.seriesReturned.Add(1)
-		if batchSize > 0 {
-			pending = append(pending, sr)
-			if len(pending) >= batchSize {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if err := srv.Send(storepb.NewSeriesResponse(sr)); err != nil {
+		if err := w.write(m.lset, m.chunks); err != nil {
 			return err
 		}
 	}
-	if err := set.Err(); err != nil {
+	if err := m.err; err != nil {
 		return toStatus(err)
 	}
-	if err := flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return err
 	}
 	s.metrics.seriesDuration.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// responseWriter encodes merged series into SeriesResponse messages, one
+// series each or batchSize series per SeriesBatch when the client asks.
+type responseWriter struct {
+	srv       storepb.Store_SeriesServer
+	batchSize int
+	pending   []byte
+	n         int
+}
+
+func (w *responseWriter) write(lset labels.Labels, chunks [][]byte) error {
+	size := storepb.LabelsSize(lset)
+	for _, c := range chunks {
+		size += len(c)
+	}
+	if w.batchSize > 0 {
+		w.pending = storepb.AppendBatchSeries(w.pending, size)
+		w.pending = storepb.AppendLabels(w.pending, lset)
+		for _, c := range chunks {
+			w.pending = append(w.pending, c...)
+		}
+		if w.n++; w.n >= w.batchSize {
+			return w.flush()
+		}
+		return nil
+	}
+	head := make([]byte, 0, storepb.BytesFieldSize(size)-size+storepb.LabelsSize(lset))
+	head = storepb.AppendSeriesResponse(head, size)
+	head = storepb.AppendLabels(head, lset)
+	// Chunks are sent from the buffers they were read into; those of one
+	// block are contiguous there and go as one part.
+	msg := storepb.RawMessage{head}
+	var run []byte
+	for _, c := range chunks {
+		if len(run) > 0 && len(c) > 0 && cap(run) > len(run) && &run[:len(run)+1][len(run)] == &c[0] {
+			run = run[:len(run)+len(c)]
+			continue
+		}
+		if len(run) > 0 {
+			msg = append(msg, run)
+		}
+		run = c
+	}
+	if len(run) > 0 {
+		msg = append(msg, run)
+	}
+	return w.srv.SendMsg(msg)
+}
+
+func (w *responseWriter) flush() error {
+	if w.n == 0 {
+		return nil
+	}
+	msg := storepb.AppendBatchResponse(make([]byte, 0, storepb.BytesFieldSize(len(w.pending))), w.pending)
+	// The transport may hold msg after SendMsg returns; pending is reused.
+	w.pending, w.n = w.pending[:0], 0
+	return w.srv.SendMsg(storepb.RawMessage{msg})
+}
+
+// blockCursor walks the batches a block streams.
+type blockCursor struct {
+	ch <-chan wireBatchOrErr
+	b  *wireBatch
+	i  int
+}
+
+// next moves to the next series; false at the end or on error.
+func (c *blockCursor) next() (bool, error) {
+	c.i++
+	for c.b == nil || c.i >= len(c.b.series) {
+		v, ok := <-c.ch
+		if !ok {
+			c.b = nil
+			return false, nil
+		}
+		if v.err != nil {
+			return false, v.err
+		}
+		c.b, c.i = v.batch, 0
+	}
+	return true, nil
+}
+
+func (c *blockCursor) at() *wireSeries { return &c.b.series[c.i] }
+
+// wireMerger merges the sorted streams of blocks into one sorted stream.
+// Series with equal labels become one series whose chunks are ordered by
+// time, with identical chunks (from overlapping blocks or replicas of one
+// block) kept once, as storepb.MergeSeriesSets does for decoded series.
+type wireMerger struct {
+	cursors []*blockCursor
+	h       cursorHeap
+	started bool
+	// taken are the cursors the current series came from, advanced on the
+	// next call: until then the chunks point into their batches.
+	taken  []*blockCursor
+	lset   labels.Labels
+	chunks [][]byte
+	times  []wireChunk
+	err    error
+}
+
+func (m *wireMerger) push(c *blockCursor) bool {
+	ok, err := c.next()
+	if err != nil {
+		m.err = err
+		return false
+	}
+	if ok {
+		heap.Push(&m.h, c)
+	}
+	return true
+}
+
+func (m *wireMerger) next() bool {
+	if m.err != nil {
+		return false
+	}
+	if !m.started {
+		m.started = true
+		m.taken = m.cursors
+	}
+	for _, c := range m.taken {
+		if !m.push(c) {
+			return false
+		}
+	}
+	m.taken = m.taken[:0]
+	if len(m.h) == 0 {
+		return false
+	}
+	m.lset = m.h[0].at().lset
+	for len(m.h) > 0 && labels.Equal(m.h[0].at().lset, m.lset) {
+		m.taken = append(m.taken, heap.Pop(&m.h).(*blockCursor))
+	}
+	m.gather()
+	return true
+}
+
+// gather collects the chunks of the current series from the taken cursors.
+// Blocks usually hold disjoint time ranges of a series: ordered by time, the
+// blocks' parts are concatenated as they are. Parts that overlap in time
+// are merged chunk by chunk.
+func (m *wireMerger) gather() {
+	m.chunks, m.times = m.chunks[:0], m.times[:0]
+	// Insertion sort: a handful of blocks.
+	for i := 1; i < len(m.taken); i++ {
+		for j := i; j > 0 && m.taken[j].at().minTime < m.taken[j-1].at().minTime; j-- {
+			m.taken[j], m.taken[j-1] = m.taken[j-1], m.taken[j]
+		}
+	}
+	disjoint := true
+	for i, c := range m.taken {
+		s := c.at()
+		if s.from < s.to && s.spanBuf < 0 || i > 0 && m.taken[i-1].at().maxTime >= s.minTime {
+			disjoint = false
+			break
+		}
+	}
+	if disjoint {
+		for _, c := range m.taken {
+			if s := c.at(); s.from < s.to {
+				m.chunks = append(m.chunks, c.b.span(s))
+			}
+		}
+		return
+	}
+	for _, c := range m.taken {
+		s := c.at()
+		for i := s.from; i < s.to; i++ {
+			m.chunks = append(m.chunks, c.b.chunk(i))
+			m.times = append(m.times, c.b.chunks[i])
+		}
+	}
+	if len(m.taken) > 1 {
+		m.sortChunks()
+	}
+}
+
+// sortChunks orders the chunks of a series gathered from several blocks by
+// time and drops duplicates.
+func (m *wireMerger) sortChunks() {
+	idx := make([]int, len(m.chunks))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		ta, tb := m.times[a], m.times[b]
+		if c := cmp.Compare(ta.minTime, tb.minTime); c != 0 {
+			return c
+		}
+		return cmp.Compare(ta.maxTime, tb.maxTime)
+	})
+	out := make([][]byte, 0, len(idx))
+	var last int
+	for k, i := range idx {
+		// The encoding holds the time range, type and data: equal bytes are
+		// an identical chunk.
+		if k > 0 && bytes.Equal(m.chunks[i], m.chunks[last]) {
+			continue
+		}
+		out = append(out, m.chunks[i])
+		last = i
+	}
+	m.chunks = out
+}
+
+type cursorHeap []*blockCursor
+
+func (h cursorHeap) Len() int           { return len(h) }
+func (h cursorHeap) Less(i, j int) bool { return labels.Compare(h[i].at().lset, h[j].at().lset) < 0 }
+func (h cursorHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *cursorHeap) Push(x any)        { *h = append(*h, x.(*blockCursor)) }
+func (h *cursorHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 func (s *Store) newRequest(mint, maxt int64, skipChunks bool, without []string) *request {

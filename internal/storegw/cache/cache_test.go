@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math/rand"
 	"testing"
@@ -12,23 +13,57 @@ import (
 	"github.com/thanos-io/objstore/providers/filesystem"
 )
 
-func TestInMemoryLRU(t *testing.T) {
-	c := NewInMemory("test", 3*itemSize("k0", make([]byte, 100)), 1000, nil)
+func TestInMemoryEviction(t *testing.T) {
+	// One ring of 1000 bytes; items of 8+2+100 bytes: nine fit.
+	c := NewInMemory("test", 1000, 500, nil)
 	ctx := context.Background()
-	for _, k := range []string{"k0", "k1", "k2"} {
-		c.Store(map[string][]byte{k: make([]byte, 100)}, 0)
+	val := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 100) }
+	for i := range 8 {
+		c.Store(map[string][]byte{fmt.Sprintf("k%d", i): val(i)}, 0)
 	}
-	_ = c.Fetch(ctx, []string{"k0"}) // k0 is now the most recently used.
-	c.Store(map[string][]byte{"k3": make([]byte, 100)}, 0)
-	got := c.Fetch(ctx, []string{"k0", "k1", "k2", "k3"})
-	for k, want := range map[string]bool{"k0": true, "k1": false, "k2": true, "k3": true} {
-		if _, ok := got[k]; ok != want {
+	// k0 is in the older half of the ring: fetching it moves it to the head.
+	if got := c.Fetch(ctx, []string{"k0"})["k0"]; !bytes.Equal(got, val(0)) {
+		t.Fatalf("k0 = %x", got)
+	}
+	// Two more items wrap the ring over the old k0 and over k1.
+	c.Store(map[string][]byte{"k8": val(8)}, 0)
+	c.Store(map[string][]byte{"k9": val(9)}, 0)
+	var keys []string
+	for i := range 10 {
+		keys = append(keys, fmt.Sprintf("k%d", i))
+	}
+	got := c.Fetch(ctx, keys)
+	for i, k := range keys {
+		want := i != 1
+		if v, ok := got[k]; ok != want {
 			t.Errorf("%s cached=%v, want %v", k, ok, want)
+		} else if ok && !bytes.Equal(v, val(i)) {
+			t.Errorf("%s = %x, want %x", k, v, val(i))
 		}
 	}
-	c.Store(map[string][]byte{"huge": make([]byte, 5000)}, 0)
+	c.Store(map[string][]byte{"huge": make([]byte, 600)}, 0)
 	if _, ok := c.Fetch(ctx, []string{"huge"})["huge"]; ok {
 		t.Error("item over max_item_size was cached")
+	}
+	// Fetched values are copies: writing over the ring does not change them.
+	v := c.Fetch(ctx, []string{"k9"})["k9"]
+	for i := range 30 {
+		c.Store(map[string][]byte{fmt.Sprintf("x%d", i): val(100 + i)}, 0)
+	}
+	if !bytes.Equal(v, val(9)) {
+		t.Error("a fetched value changed after later stores")
+	}
+	// Index entries of overwritten items are swept: the index stays bounded.
+	if n := len(c.shards[0].index); n > 12 {
+		t.Errorf("%d index entries for a ring of nine items", n)
+	}
+}
+
+func TestInMemoryDisabled(t *testing.T) {
+	c := NewInMemory("off", 0, 100, nil)
+	c.Store(map[string][]byte{"k": []byte("v")}, 0)
+	if got := c.Fetch(context.Background(), []string{"k"}); len(got) != 0 {
+		t.Errorf("a zero-size cache returned %v", got)
 	}
 }
 
