@@ -415,6 +415,14 @@ func TestAgainstThanos(t *testing.T) {
 	t.Logf("agent stack answered %d queries in %s", len(got), time.Since(start))
 	nonEmpty(t, want2)
 	diffAnswers(t, got, want2)
+	// The default disk chunk cache answers the repeated chunk reads: the
+	// corpus reads every block more than once.
+	if h := a.metric(t, "stevedore_store_chunk_disk_cache_hits_total", nil); h == 0 {
+		t.Errorf("no disk chunk cache hits after the corpus")
+	}
+	if n := a.metric(t, "stevedore_store_chunk_disk_cache_size_bytes", nil); n == 0 || n > float64(storegw.DefaultConfig().ChunkDiskCacheSize) {
+		t.Errorf("disk chunk cache holds %v bytes", n)
+	}
 
 	t.Run("sharding", func(t *testing.T) {
 		shard := func(i int) func(*storegw.Config) {
@@ -514,6 +522,9 @@ func TestAgainstThanos(t *testing.T) {
 				}
 				bc.Config = backend
 				c.CachingBucket = bc
+				// The disk chunk cache would answer the repeated chunk reads
+				// before the caching bucket sees them.
+				c.ChunkDiskCacheSize = 0
 			})
 			q := testserver.StartThanosQuerier(t, []string{a.grpcAddr})
 			short := answers(t, qThanos.API(t), tb.base, true)

@@ -227,5 +227,8 @@ func pct(d []time.Duration, p float64) string {
 	slices.Sort(s)
 	// Nearest rank: with few runs p99 is the slowest, not the median.
 	i := max(int(math.Ceil(p*float64(len(s))))-1, 0)
+	if s[i] < time.Second {
+		return s[i].Round(100 * time.Microsecond).String()
+	}
 	return s[i].Round(time.Millisecond).String()
 }

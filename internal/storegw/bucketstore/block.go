@@ -444,6 +444,10 @@ func (b *bucketBlock) loadChunks(ctx context.Context, loads []chunkLoad, wb *wir
 	return int(samples.Load()), err
 }
 
+// chunkReaders are the buffered readers of chunk ranges, reused: allocating
+// (and zeroing) one per range read cost as much CPU as reading small ranges.
+var chunkReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 256<<10) }}
+
 // readChunkPart reads the chunks ls (sorted by offset) with one ranged read
 // of part p of segment name, and encodes them for the wire into wb.bufs[k].
 // The range is streamed, as Thanos does: gaps between wanted chunks are
@@ -455,7 +459,9 @@ func (b *bucketBlock) readChunkPart(ctx context.Context, name string, size uint6
 		return 0, fmt.Errorf("get range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
 	}
 	defer func() { _ = rc.Close() }()
-	br := bufio.NewReaderSize(rc, int(min(256<<10, p.end-p.start)))
+	br := chunkReaders.Get().(*bufio.Reader)
+	br.Reset(rc)
+	defer chunkReaders.Put(br)
 	pos := p.start
 	defer func() { st.addFetched(int(pos - p.start)) }()
 

@@ -51,6 +51,25 @@ const hour = int64(time.Hour / time.Millisecond)
 // sets into a filesystem bucket and serves them over a real gRPC server.
 func newFixture(t *testing.T, limits Limits, withCache bool, mutate ...func(*Options)) *fixture {
 	t.Helper()
+	return newFixtureOf(t, defaultSpecs, limits, withCache, mutate...)
+}
+
+type fixtureSpec struct {
+	ext  map[string]string
+	spec blockgen.Spec
+}
+
+var defaultSpecs = []fixtureSpec{
+	{map[string]string{"cluster": "a"}, blockgen.Spec{MinTime: 0, MaxTime: 2 * hour, Series: 150, Metrics: []string{"up", "req_total"}, HistogramSeries: 10, Seed: 1}},
+	{map[string]string{"cluster": "a"}, blockgen.Spec{MinTime: 2 * hour, MaxTime: 4 * hour, Series: 150, Metrics: []string{"up", "req_total"}, HistogramSeries: 10, Seed: 2}},
+	{map[string]string{"cluster": "a"}, blockgen.Spec{MinTime: 3 * hour, MaxTime: 5 * hour, Series: 50, Metrics: []string{"up"}, Seed: 3, Step: 30_000}},
+	{map[string]string{"cluster": "b", "replica": "0"}, blockgen.Spec{MinTime: hour, MaxTime: 3 * hour, Series: 120, Metrics: []string{"up", "other"}, HistogramSeries: 5, Seed: 4}},
+}
+
+// newFixtureOf writes blocks of specs into a filesystem bucket and serves
+// them over a real gRPC server.
+func newFixtureOf(t *testing.T, specs []fixtureSpec, limits Limits, withCache bool, mutate ...func(*Options)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	bdir, local := t.TempDir(), t.TempDir()
 	bkt, err := filesystem.NewBucket(bdir)
@@ -58,15 +77,6 @@ func newFixture(t *testing.T, limits Limits, withCache bool, mutate ...func(*Opt
 		t.Fatal(err)
 	}
 	f := &fixture{}
-	specs := []struct {
-		ext  map[string]string
-		spec blockgen.Spec
-	}{
-		{map[string]string{"cluster": "a"}, blockgen.Spec{MinTime: 0, MaxTime: 2 * hour, Series: 150, Metrics: []string{"up", "req_total"}, HistogramSeries: 10, Seed: 1}},
-		{map[string]string{"cluster": "a"}, blockgen.Spec{MinTime: 2 * hour, MaxTime: 4 * hour, Series: 150, Metrics: []string{"up", "req_total"}, HistogramSeries: 10, Seed: 2}},
-		{map[string]string{"cluster": "a"}, blockgen.Spec{MinTime: 3 * hour, MaxTime: 5 * hour, Series: 50, Metrics: []string{"up"}, Seed: 3, Step: 30_000}},
-		{map[string]string{"cluster": "b", "replica": "0"}, blockgen.Spec{MinTime: hour, MaxTime: 3 * hour, Series: 120, Metrics: []string{"up", "other"}, HistogramSeries: 5, Seed: 4}},
-	}
 	for _, s := range specs {
 		id, err := blockgen.Write(ctx, local, s.spec)
 		if err != nil {
@@ -321,6 +331,69 @@ func TestSeriesMatchesPrometheus(t *testing.T) {
 
 // TestUnderestimatedSizes makes every series entry and chunk longer than the
 // size estimates, so that each is read again on its own.
+// TestExternalLabelOrder serves blocks where an external label sorts after
+// a label that only some series have: a series that is a prefix of another
+// then moves after it, and the block's series must be sorted again.
+func TestExternalLabelOrder(t *testing.T) {
+	custom := []labels.Labels{
+		labels.FromStrings("__name__", "m"),
+		labels.FromStrings("__name__", "m", "instance", "i1"),
+		labels.FromStrings("__name__", "m", "instance", "i2", "pod", "p"),
+		labels.FromStrings("__name__", "m", "pod", "p"),
+		labels.FromStrings("__name__", "m", "zone", "z"),
+		labels.FromStrings("__name__", "n"),
+		labels.FromStrings("__name__", "n", "instance", "i1"),
+	}
+	specs := []fixtureSpec{
+		{map[string]string{"replica": "0"}, blockgen.Spec{MinTime: 0, MaxTime: 2 * hour, Custom: custom, Seed: 1}},
+		{map[string]string{"replica": "0"}, blockgen.Spec{MinTime: 2 * hour, MaxTime: 4 * hour, Custom: custom, Seed: 2}},
+		{map[string]string{"replica": "1"}, blockgen.Spec{MinTime: hour, MaxTime: 3 * hour, Custom: custom[1:], Seed: 3}},
+		{map[string]string{"cluster": "x"}, blockgen.Spec{MinTime: 0, MaxTime: 2 * hour, Custom: custom, Seed: 4}},
+	}
+	f := newFixtureOf(t, specs, Limits{}, true)
+	ms := []*labels.Matcher{m(labels.MatchRegexp, "__name__", "m|n")}
+	want := f.expected(t, 0, 4*hour, ms...)
+	for _, batch := range []int64{0, 3} {
+		for range 2 { // Cold and from the index cache.
+			stream, err := f.client.Series(context.Background(), &storepb.SeriesRequest{MinTime: 0, MaxTime: 4 * hour, Matchers: storepb.MatchersToProto(ms), ResponseBatchSize: batch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var prev labels.Labels
+			n := 0
+			for {
+				resp, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				list := []*storepb.Series{resp.GetSeries()}
+				if b := resp.GetBatch(); b != nil {
+					list = b.GetSeries()
+				}
+				for _, s := range list {
+					lset := storepb.LabelsFromProto(s.GetLabels())
+					if n > 0 && labels.Compare(prev, lset) >= 0 {
+						t.Fatalf("series %s after %s: not in label order", lset, prev)
+					}
+					prev = lset
+					n++
+				}
+			}
+			if n != len(want) {
+				t.Fatalf("%d series, want %d", n, len(want))
+			}
+			got, _, err := f.got(t, &storepb.SeriesRequest{MinTime: 0, MaxTime: 4 * hour, Matchers: storepb.MatchersToProto(ms), ResponseBatchSize: batch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			compare(t, got, want)
+		}
+	}
+}
+
 func TestUnderestimatedSizes(t *testing.T) {
 	f := newFixture(t, Limits{}, false)
 	for _, b := range f.store.snapshot() {

@@ -28,6 +28,11 @@ const (
 	// chunkBatch bounds the chunks held in memory per block while streaming:
 	// memory depends on this, not on the size of the answer.
 	chunkBatch = 8192
+	// firstChunkBatch is the size of a block's first batch; batches grow to
+	// chunkBatch from there. The merge can send nothing before every block
+	// has delivered a batch: small first batches let sending start early
+	// and overlap with reading the rest.
+	firstChunkBatch = 256
 )
 
 // request is the per-call state shared by the blocks answering one request.
@@ -256,15 +261,16 @@ func (o *orderCheck) next(ctx context.Context, cur []symbolizedLabel) error {
 
 func (s *selection) sortByLabels(ctx context.Context, dec *seriesDecoder) error {
 	lsets := make([]labels.Labels, s.len())
-	s.order = make([]int32, s.len())
+	order := make([]int32, s.len())
 	for i := range lsets {
-		lset, _, _, err := dec.decode(ctx, s.entry(i))
+		lset, _, _, err := dec.decode(ctx, s.entry(i)) // In index order: s.order is not set yet.
 		if err != nil {
 			return err
 		}
-		lsets[i], s.order[i] = lset, int32(i)
+		lsets[i], order[i] = lset, int32(i)
 	}
-	slices.SortStableFunc(s.order, func(a, b int32) int { return labels.Compare(lsets[a], lsets[b]) })
+	slices.SortStableFunc(order, func(a, b int32) int { return labels.Compare(lsets[a], lsets[b]) })
+	s.order = order
 	return nil
 }
 
@@ -399,10 +405,11 @@ func (b *bucketBlock) streamBlock(ctx context.Context, ms []*labels.Matcher, req
 	}
 	dec := newSeriesDecoder(b, req)
 	var loads []chunkLoad
-	for i := 0; i < sel.len(); {
+	limit := firstChunkBatch
+	for i := 0; i < sel.len(); limit = min(limit*4, chunkBatch) {
 		wb := &wireBatch{}
 		loads = loads[:0]
-		for ; i < sel.len() && (len(wb.series) == 0 || len(wb.chunks) < chunkBatch); i++ {
+		for ; i < sel.len() && (len(wb.series) == 0 || len(wb.chunks) < limit); i++ {
 			lset, metas, ok, err := dec.decode(ctx, sel.entry(i))
 			if err != nil {
 				send(wireBatchOrErr{err: fmt.Errorf("block %s: %w", b.id(), err)})

@@ -36,6 +36,9 @@ type Spec struct {
 	HistogramSeries int
 	// ExtraLabels are added to every series (not external labels).
 	ExtraLabels labels.Labels
+	// Custom are more float series with exactly these labels; series i has
+	// the values of FloatValue(Seed, i, t).
+	Custom []labels.Labels
 	// Seed varies sample values between blocks.
 	Seed int64
 }
@@ -82,6 +85,13 @@ func Write(ctx context.Context, dir string, s Spec) (ulid.ULID, error) {
 				if _, err := app.Append(0, lset, t, FloatValue(s.Seed, i, t)); err != nil {
 					return ulid.ULID{}, fmt.Errorf("append %s: %w", lset, err)
 				}
+			}
+		}
+	}
+	for i, lset := range s.Custom {
+		for t := s.MinTime; t < s.MaxTime; t += s.Step {
+			if _, err := app.Append(0, lset, t, FloatValue(s.Seed, i, t)); err != nil {
+				return ulid.ULID{}, fmt.Errorf("append %s: %w", lset, err)
 			}
 		}
 	}
