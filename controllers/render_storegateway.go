@@ -132,6 +132,10 @@ func storeArgs(g *v1alpha1.StoreGateway) ([]string, error) {
 		}
 		args = append(args, "--store.caching-bucket.config="+c)
 	}
+	if c := s.ChunkDiskCache; c != nil {
+		// Bytes: the agent parses sizes like 4GiB, not Kubernetes's 4Gi.
+		args = append(args, "--store.chunk-disk-cache-size="+strconv.FormatInt(c.MaxSize.Value(), 10)+"B")
+	}
 	if s.Limits.SeriesSampleLimit > 0 {
 		args = append(args, "--store.grpc.series-sample-limit="+strconv.FormatInt(s.Limits.SeriesSampleLimit, 10))
 	}

@@ -64,6 +64,7 @@ func TestValidation(t *testing.T) {
 		{"store/cache neither", storeHead + "  cachingBucket: {}\n", "set exactly one of inMemory or memcached"},
 		{"store/memcached no addresses", storeHead + "  indexCache: {memcached: {addresses: []}}\n", "should have at least 1 items"},
 		{"store/memcached empty address", storeHead + "  indexCache: {memcached: {addresses: ['']}}\n", "spec.indexCache.memcached.addresses[0]: Invalid value"},
+		{"store/chunk disk cache too small", storeHead + "  chunkDiskCache: {maxSize: 1Ki}\n", "chunkDiskCache.maxSize must be 0 (off) or at least 1Mi"},
 		{"store/negative limit", storeHead + "  limits: {seriesSampleLimit: -1}\n", "should be greater than or equal to 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,7 +19,7 @@ BLOCKS=${BLOCKS:-6}
 SERIES=${SERIES:-5000}       # per metric (2 metrics) per block
 HISTOGRAMS=${HISTOGRAMS:-200}
 STEP=${STEP:-30s}            # between samples: 15s doubles the chunk bytes
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-5}             # per heavy query; small ones run at least 20 times
 AGENT_ARGS=${AGENT_ARGS:-}
 THANOS_ARGS=${THANOS_ARGS:-}
 

@@ -35,6 +35,13 @@ type StoreGatewaySpec struct {
 	// +optional
 	CachingBucket *CacheSpec `json:"cachingBucket,omitempty"`
 
+	// ChunkDiskCache keeps chunk data that queries read on the gateway's local
+	// disk (the index-header volume), so that repeated heavy queries do not
+	// fetch it from the bucket again. Without it the agent's default applies:
+	// 4Gi. Size the volume (indexHeader.storage) for it.
+	// +optional
+	ChunkDiskCache *ChunkDiskCacheSpec `json:"chunkDiskCache,omitempty"`
+
 	// Limits protect the gateways from queries that are too large.
 	// +optional
 	Limits StoreLimits `json:"limits,omitempty"`
@@ -116,6 +123,14 @@ type StoreLimits struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	SeriesMaxConcurrency int32 `json:"seriesMaxConcurrency,omitempty"`
+}
+
+// ChunkDiskCacheSpec sizes the disk chunk cache.
+type ChunkDiskCacheSpec struct {
+	// MaxSize of the chunk data kept on disk: 0 turns the cache off,
+	// otherwise at least 1Mi.
+	// +kubebuilder:validation:XValidation:rule="isQuantity(string(self)) && ((!quantity(string(self)).isLessThan(quantity('0')) && !quantity(string(self)).isGreaterThan(quantity('0'))) || !quantity(string(self)).isLessThan(quantity('1Mi')))",message="chunkDiskCache.maxSize must be 0 (off) or at least 1Mi"
+	MaxSize resource.Quantity `json:"maxSize"`
 }
 
 // IndexHeaderSpec configures index-header files.

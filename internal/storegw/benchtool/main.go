@@ -140,7 +140,8 @@ func corpus() []query {
 func series(args []string) error {
 	fs := flag.NewFlagSet("series", flag.ContinueOnError)
 	addr := fs.String("addr", "", "StoreAPI gRPC address")
-	runs := fs.Int("runs", 5, "runs per query")
+	runs := fs.Int("runs", 5, "runs per heavy query")
+	smallRuns := fs.Int("small-runs", 20, "runs per small query: a few milliseconds need more samples")
 	mint := fs.Int64("min-time", 0, "start of the data (ms)")
 	maxt := fs.Int64("max-time", 0, "end of the data (ms)")
 	heavy := fs.Bool("heavy", true, "include heavy queries")
@@ -167,7 +168,11 @@ func series(args []string) error {
 		var lat []time.Duration
 		var nSeries, nChunks, nBytes int
 		var failed error
-		for range *runs {
+		n := *runs
+		if !q.heavy {
+			n = max(n, *smallRuns)
+		}
+		for range n {
 			start := time.Now()
 			nSeries, nChunks, nBytes, err = runSeries(c, &storepb.SeriesRequest{MinTime: from, MaxTime: *maxt, Matchers: storepb.MatchersToProto(q.matchers)})
 			if err != nil {
