@@ -5,7 +5,7 @@
 # p50/p99 latency per query (small and heavy ones) over the StoreAPI.
 #
 #   hack/bench-store.sh                      # 6 blocks x 2 clusters x ~10k series
-#   BLOCKS=12 SERIES=50000 STEP=15s RUNS=3 hack/bench-store.sh  # 24 blocks x 100k series, 3.4 GB
+#   BLOCKS=12 SERIES=50000 STEP=15s RUNS=3 hack/bench-store.sh  # 24 blocks x 100k series, 3.8 GB
 #   KEEP=1 hack/bench-store.sh               # keep the scratch dir (data reuse: DATA=dir)
 #   ONLY=agent PROFILE=20 DATA=dir hack/bench-store.sh # one store only, and a CPU profile
 #                                            # of its first 20 s of queries in dir/NAME.cpu.pprof

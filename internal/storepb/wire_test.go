@@ -3,6 +3,7 @@ package storepb
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -131,7 +132,7 @@ func TestServerCodec(t *testing.T) {
 	var got []*SeriesResponse
 	for {
 		r, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
