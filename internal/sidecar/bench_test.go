@@ -21,7 +21,7 @@ import (
 
 // startThanosSidecar runs the reference `thanos sidecar` next to prom and
 // returns its gRPC address.
-func startThanosSidecar(b *testing.B, prom *testserver.Prometheus, objstoreConfig []byte) string {
+func startThanosSidecar(b testing.TB, prom *testserver.Prometheus, objstoreConfig []byte) string {
 	b.Helper()
 	httpAddr, grpcAddr := testserver.Addr(testserver.FreePort(b)), testserver.Addr(testserver.FreePort(b))
 	args := []string{"sidecar",

@@ -83,6 +83,7 @@ func (s *Store) Series(r *storepb.SeriesRequest, srv grpc.ServerStreamingServer[
 	}
 	finalExt := withoutLabels(ext, r.GetWithoutReplicaLabels())
 	send := newSender(srv, int(r.GetResponseBatchSize()), r.GetLimit())
+	send.shard = storepb.NewShardMatcher(r.GetShardInfo())
 	if r.GetSkipChunks() {
 		err = s.seriesLabelsOnly(ctx, rest, minTime, maxTime, finalExt, r.GetWithoutReplicaLabels(), send)
 	} else {
@@ -305,6 +306,7 @@ type sender struct {
 	size  int
 	limit int64
 	sent  int64
+	shard *storepb.ShardMatcher // nil unless the query is sharded
 }
 
 func newSender(srv grpc.ServerStreamingServer[storepb.SeriesResponse], batchSize int, limit int64) *sender {
@@ -312,6 +314,9 @@ func newSender(srv grpc.ServerStreamingServer[storepb.SeriesResponse], batchSize
 }
 
 func (s *sender) series(x *storepb.Series) error {
+	if s.shard != nil && !s.shard.Matches(storepb.LabelsFromProto(x.GetLabels())) {
+		return nil // Another shard of a vertically sharded query.
+	}
 	if s.limit > 0 && s.sent >= s.limit {
 		return errLimitReached
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +23,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/thanos-io/objstore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/stevedore-dev/stevedore/internal/block"
 	"github.com/stevedore-dev/stevedore/internal/server"
@@ -28,6 +33,7 @@ import (
 	"github.com/stevedore-dev/stevedore/internal/storegw/cache"
 	"github.com/stevedore-dev/stevedore/internal/storegw/fetcher"
 	"github.com/stevedore-dev/stevedore/internal/storegw/indexheader"
+	"github.com/stevedore-dev/stevedore/internal/storepb"
 	"github.com/stevedore-dev/stevedore/internal/testserver"
 	"github.com/stevedore-dev/stevedore/internal/testutil/blockgen"
 )
@@ -323,6 +329,33 @@ func diffAnswers(t *testing.T, got, want map[string]string) {
 	}
 }
 
+// seriesNames calls Series on a StoreAPI and returns the series' labels.
+func seriesNames(t *testing.T, addr string, req *storepb.SeriesRequest) []string {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := storepb.NewStoreClient(conn).Series(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("series from %s: %v", addr, err)
+		}
+		if s := resp.GetSeries(); s != nil {
+			out = append(out, storepb.LabelsFromProto(s.GetLabels()).String())
+		}
+	}
+}
+
 func nonEmpty(t *testing.T, ans map[string]string) {
 	t.Helper()
 	empty := 0
@@ -423,6 +456,41 @@ func TestAgainstThanos(t *testing.T) {
 	if n := a.metric(t, "stevedore_store_chunk_disk_cache_size_bytes", nil); n == 0 || n > float64(storegw.DefaultConfig().ChunkDiskCacheSize) {
 		t.Errorf("disk chunk cache holds %v bytes", n)
 	}
+
+	// Vertical query sharding (query frontend): each shard holds the same
+	// series as Thanos's shard, and the shards partition the answer.
+	t.Run("query sharding", func(t *testing.T) {
+		base := &storepb.SeriesRequest{MinTime: tb.base, MaxTime: tb.base + 6*hourMs,
+			Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: "http_requests_total|test_histogram"}}}
+		all := seriesNames(t, a.grpcAddr, base)
+		if len(all) == 0 {
+			t.Fatal("no series to shard")
+		}
+		for _, si := range []*storepb.ShardInfo{
+			{TotalShards: 3, By: true, Labels: []string{"job"}},
+			{TotalShards: 3, By: false, Labels: []string{"instance", "cluster"}},
+		} {
+			union := map[string]bool{}
+			for k := range int64(3) {
+				req := proto.Clone(base).(*storepb.SeriesRequest)
+				req.ShardInfo = proto.Clone(si).(*storepb.ShardInfo)
+				req.ShardInfo.ShardIndex = k
+				got, want := seriesNames(t, a.grpcAddr, req), seriesNames(t, thanosStore.GRPCAddr, req)
+				if !slices.Equal(got, want) {
+					t.Fatalf("shard %d of %v: %d series, Thanos %d", k, si, len(got), len(want))
+				}
+				for _, n := range got {
+					if union[n] {
+						t.Fatalf("%s in two shards", n)
+					}
+					union[n] = true
+				}
+			}
+			if len(union) != len(all) {
+				t.Fatalf("shards of %v hold %d series, the unsharded answer %d", si, len(union), len(all))
+			}
+		}
+	})
 
 	t.Run("sharding", func(t *testing.T) {
 		shard := func(i int) func(*storegw.Config) {

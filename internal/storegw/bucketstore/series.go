@@ -45,6 +45,8 @@ type request struct {
 	touched     atomic.Uint64
 	samples     atomic.Uint64
 	onLimitDrop func(reason string)
+	// shard selects the series of one shard of a vertically sharded query.
+	shard *storepb.ShardMatcher
 }
 
 func (r *request) touch(n int) error {
@@ -404,6 +406,7 @@ func (b *bucketBlock) streamBlock(ctx context.Context, ms []*labels.Matcher, req
 		return
 	}
 	dec := newSeriesDecoder(b, req)
+	shard := req.shard.Clone()
 	var loads []chunkLoad
 	limit := firstChunkBatch
 	for i := 0; i < sel.len(); limit = min(limit*4, chunkBatch) {
@@ -415,7 +418,7 @@ func (b *bucketBlock) streamBlock(ctx context.Context, ms []*labels.Matcher, req
 				send(wireBatchOrErr{err: fmt.Errorf("block %s: %w", b.id(), err)})
 				return
 			}
-			if !ok {
+			if !ok || !shard.Matches(lset) {
 				continue
 			}
 			ws := wireSeries{lset: lset, from: int32(len(wb.chunks)), minTime: math.MaxInt64, maxTime: math.MinInt64}
@@ -525,6 +528,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 		return err
 	}
 	r := s.newRequest(req.GetMinTime(), req.GetMaxTime(), req.GetSkipChunks(), req.GetWithoutReplicaLabels())
+	r.shard = storepb.NewShardMatcher(req.GetShardInfo())
 	defer s.metrics.observe(r.stats)
 
 	all, release := s.acquireBlocks()
