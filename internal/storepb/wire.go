@@ -185,3 +185,36 @@ func AppendBatchResponse(b []byte, batch []byte) []byte {
 	b = AppendBytesField(b, seriesResponseBatch, len(batch))
 	return append(b, batch...)
 }
+
+// SubChunk is one aggregate of a downsampled chunk.
+type SubChunk struct {
+	Aggr Aggr
+	Enc  Chunk_Encoding
+	Data []byte
+	Hash uint64
+}
+
+// aggrField is the AggrChunk field of an aggregate: count=4 … counter=8.
+func aggrField(a Aggr) protowire.Number { return protowire.Number(3 + int32(a)) }
+
+// AppendSeriesAggrChunk appends an AggrChunk of a downsampled block holding
+// the aggregates subs, sorted by Aggr, as an element of Series.chunks.
+func AppendSeriesAggrChunk(b []byte, minTime, maxTime int64, subs []SubChunk) []byte {
+	n := varintField(uint64(minTime)) + varintField(uint64(maxTime))
+	for _, s := range subs {
+		n += BytesFieldSize(chunkSize(s.Enc, len(s.Data), s.Hash))
+	}
+	b = AppendBytesField(b, seriesChunks, n)
+	b = appendVarintField(b, aggrMinTime, uint64(minTime))
+	b = appendVarintField(b, aggrMaxTime, uint64(maxTime))
+	for _, s := range subs {
+		b = AppendBytesField(b, aggrField(s.Aggr), chunkSize(s.Enc, len(s.Data), s.Hash))
+		b = appendVarintField(b, chunkType, uint64(s.Enc))
+		if len(s.Data) > 0 {
+			b = AppendBytesField(b, chunkData, len(s.Data))
+			b = append(b, s.Data...)
+		}
+		b = appendVarintField(b, chunkHash, s.Hash)
+	}
+	return b
+}

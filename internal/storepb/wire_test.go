@@ -73,8 +73,19 @@ func TestWireMatchesProto(t *testing.T) {
 		batch = append(batch, body...)
 		want.Series = append(want.Series, s.message())
 	}
+	// A downsampled chunk with three aggregates.
+	subs := []SubChunk{{Aggr: Aggr_COUNT, Data: []byte{1, 2}, Hash: 7}, {Aggr: Aggr_SUM, Data: []byte{3}}, {Aggr: Aggr_COUNTER, Enc: Chunk_XOR, Data: bytes.Repeat([]byte{5}, 200), Hash: 1 << 63}}
+	aggr := AppendSeriesAggrChunk(nil, -7, 1_700_000_000_000, subs)
+	exp, err := proto.MarshalOptions{Deterministic: true}.Marshal(&Series{Chunks: []*AggrChunk{{MinTime: -7, MaxTime: 1_700_000_000_000,
+		Count: &Chunk{Data: []byte{1, 2}, Hash: 7}, Sum: &Chunk{Data: []byte{3}}, Counter: &Chunk{Data: bytes.Repeat([]byte{5}, 200), Hash: 1 << 63}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(aggr, exp) {
+		t.Errorf("aggregate chunk: got\n%x\nwant\n%x", aggr, exp)
+	}
 	got := AppendBatchResponse(nil, batch)
-	exp, err := proto.MarshalOptions{Deterministic: true}.Marshal(&SeriesResponse{Result: &SeriesResponse_Batch{Batch: &want}})
+	exp, err = proto.MarshalOptions{Deterministic: true}.Marshal(&SeriesResponse{Result: &SeriesResponse_Batch{Batch: &want}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -24,6 +25,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/index"
 	"github.com/thanos-io/objstore"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/stevedore-dev/stevedore/internal/block"
 	"github.com/stevedore-dev/stevedore/internal/storegw/cache"
@@ -402,7 +405,7 @@ func segmentObject(id ulid.ULID, seq int) string {
 // loadChunks reads the chunks of loads into wb with ranged reads of the
 // segment files, merging nearby chunks into one request, and returns how
 // many samples they hold.
-func (b *bucketBlock) loadChunks(ctx context.Context, loads []chunkLoad, wb *wireBatch, st *queryStats) (int, error) {
+func (b *bucketBlock) loadChunks(ctx context.Context, loads []chunkLoad, wb *wireBatch, aggrs []storepb.Aggr, st *queryStats) (int, error) {
 	slices.SortFunc(loads, func(x, y chunkLoad) int { return cmp.Compare(x.ref, y.ref) })
 	type job struct {
 		name string
@@ -435,7 +438,7 @@ func (b *bucketBlock) loadChunks(ctx context.Context, loads []chunkLoad, wb *wir
 	g.SetLimit(fetchConcurrency)
 	for k, j := range jobs {
 		g.Go(func() error {
-			n, err := b.readChunkPart(gctx, j.name, j.size, j.p, j.ls, wb, uint32(k), st)
+			n, err := b.readChunkPart(gctx, j.name, j.size, j.p, j.ls, wb, uint32(k), aggrs, st)
 			samples.Add(int64(n))
 			return err
 		})
@@ -453,7 +456,7 @@ var chunkReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2
 // The range is streamed, as Thanos does: gaps between wanted chunks are
 // discarded rather than buffered, so that a sparse selection (one series in
 // six for job=~"a|b",zone="c") allocates what it returns, not the range.
-func (b *bucketBlock) readChunkPart(ctx context.Context, name string, size uint64, p part, ls []chunkLoad, wb *wireBatch, k uint32, st *queryStats) (samples int, err error) {
+func (b *bucketBlock) readChunkPart(ctx context.Context, name string, size uint64, p part, ls []chunkLoad, wb *wireBatch, k uint32, aggrs []storepb.Aggr, st *queryStats) (samples int, err error) {
 	rc, err := b.bkt.GetRange(ctx, name, int64(p.start), int64(p.end-p.start))
 	if err != nil {
 		return 0, fmt.Errorf("get range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
@@ -476,16 +479,27 @@ func (b *bucketBlock) readChunkPart(ctx context.Context, name string, size uint6
 		capacity += int(min(next-uint64(uint32(l.ref)), uint64(b.maxChunkSize))) + wireChunkOverhead
 	}
 	buf := make([]byte, 0, capacity)
+	var subs []storepb.SubChunk
 	add := func(l chunkLoad, enc chunkenc.Encoding, data []byte) error {
-		t, err := storeEncoding(enc)
-		if err != nil {
-			return fmt.Errorf("block %s chunk %d: %w", b.id(), l.ref, err)
-		}
 		c := &wb.chunks[l.dst]
 		off := len(buf)
-		buf = storepb.AppendSeriesChunk(buf, c.minTime, c.maxTime, t, data, hashChunk(data))
+		if enc == chunkEncAggr {
+			var n int
+			var err error
+			if subs, n, err = aggrSubChunks(subs[:0], data, aggrs); err != nil {
+				return fmt.Errorf("block %s chunk %d: %w", b.id(), l.ref, err)
+			}
+			buf = storepb.AppendSeriesAggrChunk(buf, c.minTime, c.maxTime, subs)
+			samples += n
+		} else {
+			t, err := storeEncoding(enc)
+			if err != nil {
+				return fmt.Errorf("block %s chunk %d: %w", b.id(), l.ref, err)
+			}
+			buf = storepb.AppendSeriesChunk(buf, c.minTime, c.maxTime, t, data, hashChunk(data))
+			samples += numSamples(data)
+		}
 		c.buf, c.off, c.len = k, uint32(off), uint32(len(buf)-off)
-		samples += numSamples(data)
 		return nil
 	}
 	for _, l := range ls {
@@ -541,6 +555,56 @@ func (b *bucketBlock) readChunkPart(ctx context.Context, name string, size uint6
 		return samples, fmt.Errorf("read range %d+%d of %s: %w", p.start, p.end-p.start, name, err)
 	}
 	return samples, nil
+}
+
+// chunkEncAggr is the encoding of the chunks of downsampled blocks: up to
+// five aggregates (count, sum, min, max, counter) of the raw samples, each a
+// chunk of its own, as Thanos's compactor writes them.
+const chunkEncAggr = chunkenc.Encoding(0xff)
+
+// aggrSubChunks appends to subs the aggregates aggrs (sorted) of the
+// downsampled chunk data, and returns the samples the count aggregate holds.
+// The data is, per aggregate in order count, sum, min, max, counter: a
+// uvarint length, then (unless 0: aggregate absent) an encoding byte and the
+// chunk bytes.
+func aggrSubChunks(subs []storepb.SubChunk, data []byte, aggrs []storepb.Aggr) ([]storepb.SubChunk, int, error) {
+	var parts [5]struct {
+		enc  chunkenc.Encoding
+		data []byte
+		ok   bool
+	}
+	b := data
+	for i := range parts {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l+min(l, 1) {
+			return subs, 0, fmt.Errorf("invalid downsampled chunk: aggregate %d is cut short", i)
+		}
+		b = b[n:]
+		if l == 0 {
+			continue
+		}
+		parts[i].enc, parts[i].data, parts[i].ok = chunkenc.Encoding(b[0]), b[1:1+l], true
+		b = b[1+l:]
+	}
+	for _, a := range aggrs {
+		i := int(a) - 1 // Aggr_COUNT is 1, the first part.
+		if i < 0 || i >= len(parts) {
+			continue
+		}
+		if !parts[i].ok {
+			return subs, 0, status.Errorf(codes.InvalidArgument, "aggregate %s does not exist in the downsampled chunk", strings.ToLower(a.String()))
+		}
+		t, err := storeEncoding(parts[i].enc)
+		if err != nil {
+			return subs, 0, err
+		}
+		subs = append(subs, storepb.SubChunk{Aggr: a, Enc: t, Data: parts[i].data, Hash: hashChunk(parts[i].data)})
+	}
+	samples := 0
+	if parts[0].ok {
+		samples = numSamples(parts[0].data)
+	}
+	return subs, samples, nil
 }
 
 // wireChunkOverhead bounds what the wire encoding adds to a chunk's data:

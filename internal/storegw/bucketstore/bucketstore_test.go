@@ -518,3 +518,46 @@ func TestLazyIndexHeader(t *testing.T) {
 		f.store.CloseIdleReaders()
 	}
 }
+
+// TestBlocksFor checks block selection by resolution: the coarsest allowed,
+// gaps filled with finer blocks, per external label set.
+func TestBlocksFor(t *testing.T) {
+	mk := func(name string, ext string, res, from, to int64) *bucketBlock {
+		m := &block.Meta{}
+		m.MinTime, m.MaxTime = from*hour, to*hour
+		m.Thanos.Downsample.Resolution = res
+		m.Thanos.Labels = map[string]string{"cluster": ext}
+		m.ULID = ulid.MustNew(uint64(len(name)), nil)
+		return &bucketBlock{meta: m, extLset: labels.FromMap(m.Thanos.Labels), dir: name}
+	}
+	bs := []*bucketBlock{
+		mk("raw-a-0", "a", 0, 0, 24), mk("raw-a-1", "a", 0, 24, 48), mk("raw-a-2", "a", 0, 48, 50),
+		mk("5m-a", "a", 300_000, 0, 48),
+		mk("1h-a", "a", 3_600_000, 0, 24),
+		mk("raw-b", "b", 0, 0, 48),
+	}
+	names := func(bs []*bucketBlock) []string {
+		var out []string
+		for _, b := range bs {
+			out = append(out, b.dir)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tc := range []struct {
+		maxRes     int64
+		mint, maxt int64
+		want       []string
+	}{
+		{0, 0, 50 * hour, []string{"raw-a-0", "raw-a-1", "raw-a-2", "raw-b"}},
+		{300_000, 0, 50 * hour, []string{"5m-a", "raw-a-2", "raw-b"}},
+		{3_600_000, 0, 50 * hour, []string{"1h-a", "5m-a", "raw-a-2", "raw-b"}},
+		{3_600_000, 30 * hour, 40 * hour, []string{"5m-a", "raw-b"}},
+		{60_000, 10 * hour, 30 * hour, []string{"raw-a-0", "raw-a-1", "raw-b"}},
+		{300_000, 60 * hour, 70 * hour, nil},
+	} {
+		if got := names(blocksFor(bs, tc.mint, tc.maxt, tc.maxRes)); !slices.Equal(got, tc.want) {
+			t.Errorf("maxRes %d [%dh, %dh]: %v, want %v", tc.maxRes, tc.mint/hour, tc.maxt/hour, got, tc.want)
+		}
+	}
+}

@@ -47,6 +47,21 @@ type request struct {
 	onLimitDrop func(reason string)
 	// shard selects the series of one shard of a vertically sharded query.
 	shard *storepb.ShardMatcher
+	// aggrs are the aggregates to return from downsampled chunks, sorted.
+	aggrs []storepb.Aggr
+}
+
+// aggregates returns the requested aggregates of downsampled chunks sorted
+// and without duplicates (RAW concerns raw chunks, always returned as such).
+func aggregates(in []storepb.Aggr) []storepb.Aggr {
+	var out []storepb.Aggr
+	for _, a := range in {
+		if a != storepb.Aggr_RAW && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (r *request) touch(n int) error {
@@ -431,7 +446,7 @@ func (b *bucketBlock) streamBlock(ctx context.Context, ms []*labels.Matcher, req
 			wb.series = append(wb.series, ws)
 		}
 		if len(loads) > 0 {
-			samples, err := b.loadChunks(ctx, loads, wb, req.stats)
+			samples, err := b.loadChunks(ctx, loads, wb, req.aggrs, req.stats)
 			if err != nil {
 				send(wireBatchOrErr{err: fmt.Errorf("load chunks of block %s: %w", b.id(), err)})
 				return
@@ -471,21 +486,70 @@ func (s *Store) acquireBlocks() (bs []*bucketBlock, release func()) {
 	}
 }
 
-// blocksFor picks, per external label set, the blocks covering [mint, maxt]
-// as Thanos does: raw blocks only (downsampled ones are not loaded).
-func blocksFor(bs []*bucketBlock, mint, maxt int64) []*bucketBlock {
+// blocksFor picks the blocks covering [mint, maxt] as Thanos does: per
+// external label set, blocks of the coarsest resolution not above maxRes,
+// with the gaps they leave filled by finer resolutions, down to raw.
+func blocksFor(bs []*bucketBlock, mint, maxt, maxRes int64) []*bucketBlock {
 	if mint > maxt {
 		return nil
 	}
-	var out []*bucketBlock
+	// Block sets by external labels, then by resolution, coarsest first.
+	sets := map[string]map[int64][]*bucketBlock{}
 	for _, b := range bs {
-		// Block ranges are half-open: [MinTime, MaxTime).
-		if b.meta.MaxTime <= mint || b.meta.MinTime > maxt {
-			continue
+		k := b.extLset.String()
+		if sets[k] == nil {
+			sets[k] = map[int64][]*bucketBlock{}
 		}
-		out = append(out, b)
+		r := b.meta.Thanos.Downsample.Resolution
+		sets[k][r] = append(sets[k][r], b)
+	}
+	var out []*bucketBlock
+	for _, byRes := range sets {
+		var resolutions []int64
+		for r, blocks := range byRes {
+			resolutions = append(resolutions, r)
+			slices.SortFunc(blocks, func(a, b *bucketBlock) int { return cmp.Compare(a.meta.MinTime, b.meta.MinTime) })
+		}
+		slices.SortFunc(resolutions, func(a, b int64) int { return cmp.Compare(b, a) })
+		i := 0
+		for i < len(resolutions)-1 && resolutions[i] > maxRes {
+			i++
+		}
+		if resolutions[i] > maxRes {
+			continue // Only coarser data than asked for.
+		}
+		out = append(out, fillRange(byRes, resolutions[i:], mint, maxt)...)
 	}
 	return out
+}
+
+// fillRange returns the blocks of resolutions[0] overlapping [mint, maxt]
+// and fills what they leave uncovered at either end with finer resolutions.
+func fillRange(byRes map[int64][]*bucketBlock, resolutions []int64, mint, maxt int64) []*bucketBlock {
+	if mint > maxt || len(resolutions) == 0 {
+		return nil
+	}
+	var bs []*bucketBlock
+	for _, b := range byRes[resolutions[0]] {
+		// Block ranges are half-open: [MinTime, MaxTime).
+		if b.meta.MaxTime <= mint {
+			continue
+		}
+		if b.meta.MinTime > maxt {
+			break
+		}
+		bs = append(bs, b)
+	}
+	finer := resolutions[1:]
+	if len(finer) == 0 {
+		return bs
+	}
+	if len(bs) == 0 {
+		return fillRange(byRes, finer, mint, maxt)
+	}
+	left := fillRange(byRes, finer, mint, bs[0].meta.MinTime-1)
+	right := fillRange(byRes, finer, bs[len(bs)-1].meta.MaxTime, maxt)
+	return append(append(left, bs...), right...)
 }
 
 // matchersForBlock drops matchers satisfied by the block's external labels;
@@ -529,6 +593,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 	}
 	r := s.newRequest(req.GetMinTime(), req.GetMaxTime(), req.GetSkipChunks(), req.GetWithoutReplicaLabels())
 	r.shard = storepb.NewShardMatcher(req.GetShardInfo())
+	r.aggrs = aggregates(req.GetAggregates())
 	defer s.metrics.observe(r.stats)
 
 	all, release := s.acquireBlocks()
@@ -541,7 +606,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 	defer cancel()
 
 	var cursors []*blockCursor
-	for _, b := range blocksFor(all, r.mint, r.maxt) {
+	for _, b := range blocksFor(all, r.mint, r.maxt, req.GetMaxResolutionWindow()) {
 		bms, ok := matchersForBlock(b, ms)
 		if !ok {
 			continue

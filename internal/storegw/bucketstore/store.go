@@ -232,10 +232,6 @@ func (s *Store) addBlock(ctx context.Context, meta *block.Meta) (err error) {
 		}
 		s.logger.V(1).Info("loaded block", "block", meta.ULID, "elapsed", time.Since(start))
 	}()
-	if meta.Thanos.Downsample.Resolution != 0 {
-		// Downsampled chunks need aggregate decoding we do not implement yet.
-		return fmt.Errorf("block %s: downsampled blocks (resolution %d) are not supported", meta.ULID, meta.Thanos.Downsample.Resolution)
-	}
 	b := &bucketBlock{
 		meta: meta, dir: dir, bkt: s.bkt, cache: s.opts.IndexCache,
 		extLset: labels.FromMap(meta.Thanos.Labels),
