@@ -142,6 +142,18 @@ func (d *DiskChunks) GetRange(ctx context.Context, name string, off, length int6
 		d.logger.Error(err, "open disk chunk cache file; reading from the bucket", "object", name)
 		return d.Bucket.GetRange(ctx, name, off, length)
 	}
+	if missFrom == first && missTo == last {
+		// Nothing of the range is cached: serve it as it arrives and write
+		// the pages on the way, so a cold read waits for no disk write.
+		start := first * DiskChunkPageSize
+		want := (last - first + 1) * DiskChunkPageSize
+		rc, err := d.Bucket.GetRange(ctx, name, start, want)
+		if err != nil {
+			_ = fd.Close()
+			return nil, err
+		}
+		return &teeRange{d: d, name: name, f: f, fd: fd, rc: rc, start: start, want: want, pos: start, off: off, end: off + length}, nil
+	}
 	if err := d.fill(ctx, name, f, fd, missFrom, missTo); err != nil {
 		_ = fd.Close()
 		return nil, err
@@ -195,9 +207,16 @@ func (d *DiskChunks) fill(ctx context.Context, name string, f *diskFile, fd *os.
 	if err != nil {
 		return fmt.Errorf("fetch %s pages %d-%d into the disk chunk cache: %w", name, from, to, err)
 	}
+	d.filled(name, f, start, want, n)
+	return nil
+}
+
+// filled marks the pages of the n bytes written at start, of the want bytes
+// asked for, as present: pages wholly written, and when the object ended
+// before want, its last, partial page.
+func (d *DiskChunks) filled(name string, f *diskFile, start, want, n int64) {
 	d.fetched.Add(float64(n))
-	// Pages wholly written are present; a short read means the object ends
-	// here, and the last, partial page is present too.
+	from := start / DiskChunkPageSize
 	full := n / DiskChunkPageSize
 	eof := n < want
 	f.mu.Lock()
@@ -224,7 +243,89 @@ func (d *DiskChunks) fill(ctx context.Context, name string, f *diskFile, fd *os.
 	f.pages += added
 	f.mu.Unlock()
 	d.account(name, f, added*DiskChunkPageSize)
+}
+
+// teeRange reads pages [start, start+want) of an object from the bucket,
+// returns the caller's range [off, end) of them and writes all of them into
+// the cache file. The pages are marked present on Close, once every byte was
+// written; a failed read or write leaves them missing.
+type teeRange struct {
+	d           *DiskChunks
+	name        string
+	f           *diskFile
+	fd          *os.File
+	rc          io.ReadCloser
+	start, want int64
+	pos         int64 // absolute offset of the next byte of rc
+	off, end    int64
+	eof         bool  // the object ended before start+want
+	failed      bool  // a read failed: do not mark
+	writeErr    error // a write failed: do not mark
+	buf         []byte
+}
+
+func (t *teeRange) Read(p []byte) (int, error) {
+	if t.pos < t.off {
+		if err := t.cacheOnly(t.off - t.pos); err != nil {
+			return 0, err
+		}
+	}
+	if t.eof || t.pos >= t.end {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), t.end-t.pos)]
+	n, err := t.rc.Read(p)
+	t.write(p[:n])
+	if errors.Is(err, io.EOF) {
+		t.eof = true
+		if n > 0 {
+			err = nil
+		}
+	} else if err != nil {
+		t.failed = true
+	}
+	return n, err
+}
+
+func (t *teeRange) write(b []byte) {
+	if len(b) > 0 && t.writeErr == nil {
+		_, t.writeErr = t.fd.WriteAt(b, t.pos)
+	}
+	t.pos += int64(len(b))
+}
+
+// cacheOnly moves n bytes from the bucket to the file only.
+func (t *teeRange) cacheOnly(n int64) error {
+	if t.buf == nil {
+		t.buf = make([]byte, 64<<10)
+	}
+	for n > 0 && !t.eof {
+		k, err := t.rc.Read(t.buf[:min(n, int64(len(t.buf)))])
+		t.write(t.buf[:k])
+		n -= int64(k)
+		if errors.Is(err, io.EOF) {
+			t.eof = true
+		} else if err != nil {
+			t.failed = true
+			return err
+		}
+	}
 	return nil
+}
+
+// Close reads and caches the rest of the pages, marks them, and closes.
+func (t *teeRange) Close() error {
+	if !t.failed && !t.eof {
+		_ = t.cacheOnly(t.start + t.want - t.pos)
+	}
+	if !t.failed && t.writeErr == nil {
+		t.d.filled(t.name, t.f, t.start, t.want, t.pos-t.start)
+	} else if t.writeErr != nil {
+		t.d.logger.Error(t.writeErr, "write disk chunk cache file; pages not cached", "object", t.name)
+	}
+	err := t.rc.Close()
+	_ = t.fd.Close()
+	return err
 }
 
 // account adds n bytes held by f and evicts least recently used files while

@@ -123,6 +123,29 @@ func TestDiskChunks(t *testing.T) {
 	// The evicted object is read again correctly.
 	check(a, 0, 4*DiskChunkPageSize)
 
+	// A cold reader closed before its end still caches whole pages.
+	b := "01JBBBBBBBBBBBBBBBBBBBBBBB/chunks/000001"
+	d2, err := NewDiskChunks(cb, filepath.Join(t.TempDir(), "chunks"), 8*DiskChunkPageSize, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err = d2.GetRange(ctx, b, 100, 2*DiskChunkPageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 10)
+	if _, err := io.ReadFull(rc, head); err != nil || !bytes.Equal(head, objects[b][100:110]) {
+		t.Fatalf("cold partial read: %x, %v", head, err)
+	}
+	_ = rc.Close()
+	before := cb.getRanges.Load()
+	if got := readRange(t, d2, b, 0, 3*DiskChunkPageSize); !bytes.Equal(got, objects[b][:3*DiskChunkPageSize]) {
+		t.Fatal("pages cached by a closed cold reader differ from the object")
+	}
+	if n := cb.getRanges.Load(); n != before {
+		t.Errorf("pages of a cold reader closed early were fetched again (%d reads)", n-before)
+	}
+
 	// Other objects pass through.
 	if got := readRange(t, d, "01JAAAAAAAAAAAAAAAAAAAAAAA/index", 1, 3); string(got) != "nde" {
 		t.Errorf("index range: %q", got)
