@@ -90,42 +90,6 @@ func TestWithExternalLabels(t *testing.T) {
 	}
 }
 
-func series(lbls string, chunks ...int64) *Series {
-	s := &Series{Labels: LabelsToProto(labels.FromStrings("n", lbls))}
-	for _, c := range chunks {
-		s.Chunks = append(s.Chunks, &AggrChunk{MinTime: c, MaxTime: c + 9, Raw: &Chunk{Data: []byte{byte(c)}}})
-	}
-	return s
-}
-
-func TestMergeSeriesSets(t *testing.T) {
-	a := NewSliceSeriesSet([]*Series{series("a", 0), series("c", 10), series("e", 0)})
-	b := NewSliceSeriesSet([]*Series{series("b", 0), series("c", 0, 10), series("d", 0)})
-	c := NewSliceSeriesSet(nil)
-	m := MergeSeriesSets(a, b, c)
-	var got []string
-	var cChunks []int64
-	for m.Next() {
-		s := m.At()
-		got = append(got, s.Labels[0].Value)
-		if s.Labels[0].Value == "c" {
-			for _, ch := range s.Chunks {
-				cChunks = append(cChunks, ch.MinTime)
-			}
-		}
-	}
-	if err := m.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(got, want) {
-		t.Errorf("order %v, want %v", got, want)
-	}
-	// The chunk at 10 is in both sets with the same bytes: kept once.
-	if want := []int64{0, 10}; !slices.Equal(cChunks, want) {
-		t.Errorf("chunks of c %v, want %v", cChunks, want)
-	}
-}
-
 func TestCompareLabels(t *testing.T) {
 	for _, tc := range []struct {
 		a, b labels.Labels

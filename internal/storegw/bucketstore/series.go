@@ -722,7 +722,7 @@ func (c *blockCursor) at() *wireSeries { return &c.b.series[c.i] }
 // wireMerger merges the sorted streams of blocks into one sorted stream.
 // Series with equal labels become one series whose chunks are ordered by
 // time, with identical chunks (from overlapping blocks or replicas of one
-// block) kept once, as storepb.MergeSeriesSets does for decoded series.
+// block) kept once.
 type wireMerger struct {
 	cursors []*blockCursor
 	h       cursorHeap
