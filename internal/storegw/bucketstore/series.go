@@ -133,11 +133,17 @@ func newSeriesDecoder(b *bucketBlock, req *request) *seriesDecoder {
 	return &seriesDecoder{b: b, req: req, ext: b.externalLabels(req.withoutExt)}
 }
 
+// decodeChunks decodes entry data into d.sl and d.metas without resolving
+// labels; ok is false when it has no chunk in the request range.
+func (d *seriesDecoder) decodeChunks(data []byte) (ok bool, err error) {
+	d.metas = d.metas[:0]
+	return decodeSeries(data, &d.sl, &d.metas, d.req.skipChunks, d.req.mint, d.req.maxt)
+}
+
 // decode decodes entry data; ok is false when it has no chunk in the request
 // range. The metas are valid until the next call.
 func (d *seriesDecoder) decode(ctx context.Context, data []byte) (lset labels.Labels, metas []chunkMeta, ok bool, err error) {
-	d.metas = d.metas[:0]
-	ok, err = decodeSeries(data, &d.sl, &d.metas, d.req.skipChunks, d.req.mint, d.req.maxt)
+	ok, err = d.decodeChunks(data)
 	if err != nil || !ok {
 		return labels.EmptyLabels(), nil, ok, err
 	}
@@ -183,8 +189,7 @@ func (b *bucketBlock) selectSeries(ctx context.Context, ms []*labels.Matcher, re
 			return nil, err
 		}
 		for i, data := range raw {
-			dec.metas = dec.metas[:0]
-			ok, err := decodeSeries(data, &dec.sl, &dec.metas, req.skipChunks, req.mint, req.maxt)
+			ok, err := dec.decodeChunks(data)
 			if err != nil {
 				return nil, fmt.Errorf("block %s series %d: %w", b.id(), batch[i], err)
 			}
@@ -645,7 +650,8 @@ type responseWriter struct {
 }
 
 func (w *responseWriter) write(lset labels.Labels, chunks [][]byte) error {
-	size := storepb.LabelsSize(lset)
+	labelsSize := storepb.LabelsSize(lset)
+	size := labelsSize
 	for _, c := range chunks {
 		size += len(c)
 	}
@@ -660,27 +666,11 @@ func (w *responseWriter) write(lset labels.Labels, chunks [][]byte) error {
 		}
 		return nil
 	}
-	head := make([]byte, 0, storepb.BytesFieldSize(size)-size+storepb.LabelsSize(lset))
+	head := make([]byte, 0, storepb.BytesFieldSize(size)-size+labelsSize)
 	head = storepb.AppendSeriesResponse(head, size)
 	head = storepb.AppendLabels(head, lset)
-	// Chunks are sent from the buffers they were read into; those of one
-	// block are contiguous there and go as one part.
-	msg := storepb.RawMessage{head}
-	var run []byte
-	for _, c := range chunks {
-		if len(run) > 0 && len(c) > 0 && cap(run) > len(run) && &run[:len(run)+1][len(run)] == &c[0] {
-			run = run[:len(run)+len(c)]
-			continue
-		}
-		if len(run) > 0 {
-			msg = append(msg, run)
-		}
-		run = c
-	}
-	if len(run) > 0 {
-		msg = append(msg, run)
-	}
-	return w.srv.SendMsg(msg)
+	// Chunks are sent from the buffers they were read into, without a copy.
+	return w.srv.SendMsg(append(storepb.RawMessage{head}, chunks...))
 }
 
 func (w *responseWriter) flush() error {
