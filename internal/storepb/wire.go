@@ -72,9 +72,9 @@ const (
 	chunkHash            = 3
 )
 
-// AppendBytesField appends the tag and length of a length-delimited field
+// appendBytesField appends the tag and length of a length-delimited field
 // whose n bytes of content the caller appends next.
-func AppendBytesField(b []byte, num protowire.Number, n int) []byte {
+func appendBytesField(b []byte, num protowire.Number, n int) []byte {
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendVarint(b, uint64(n))
 }
@@ -99,11 +99,6 @@ func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
 	return protowire.AppendVarint(b, v)
 }
 
-// SeriesChunkSize is the size of what AppendSeriesChunk appends.
-func SeriesChunkSize(minTime, maxTime int64, enc Chunk_Encoding, dataLen int, hash uint64) int {
-	return BytesFieldSize(aggrChunkSize(minTime, maxTime, enc, dataLen, hash))
-}
-
 func chunkSize(enc Chunk_Encoding, dataLen int, hash uint64) int {
 	n := varintField(uint64(enc)) + varintField(hash)
 	if dataLen > 0 {
@@ -119,13 +114,13 @@ func aggrChunkSize(minTime, maxTime int64, enc Chunk_Encoding, dataLen int, hash
 // AppendSeriesChunk appends an AggrChunk holding one raw chunk, encoded as
 // an element of Series.chunks: the bytes proto.Marshal writes for it.
 func AppendSeriesChunk(b []byte, minTime, maxTime int64, enc Chunk_Encoding, data []byte, hash uint64) []byte {
-	b = AppendBytesField(b, seriesChunks, aggrChunkSize(minTime, maxTime, enc, len(data), hash))
+	b = appendBytesField(b, seriesChunks, aggrChunkSize(minTime, maxTime, enc, len(data), hash))
 	b = appendVarintField(b, aggrMinTime, uint64(minTime))
 	b = appendVarintField(b, aggrMaxTime, uint64(maxTime))
-	b = AppendBytesField(b, aggrRaw, chunkSize(enc, len(data), hash))
+	b = appendBytesField(b, aggrRaw, chunkSize(enc, len(data), hash))
 	b = appendVarintField(b, chunkType, uint64(enc))
 	if len(data) > 0 {
-		b = AppendBytesField(b, chunkData, len(data))
+		b = appendBytesField(b, chunkData, len(data))
 		b = append(b, data...)
 	}
 	return appendVarintField(b, chunkHash, hash)
@@ -153,13 +148,13 @@ func LabelsSize(lset labels.Labels) int {
 // its encoding; the series' chunks follow.
 func AppendLabels(b []byte, lset labels.Labels) []byte {
 	lset.Range(func(l labels.Label) {
-		b = AppendBytesField(b, seriesLabels, labelSize(l))
+		b = appendBytesField(b, seriesLabels, labelSize(l))
 		if l.Name != "" {
-			b = AppendBytesField(b, labelName, len(l.Name))
+			b = appendBytesField(b, labelName, len(l.Name))
 			b = append(b, l.Name...)
 		}
 		if l.Value != "" {
-			b = AppendBytesField(b, labelValue, len(l.Value))
+			b = appendBytesField(b, labelValue, len(l.Value))
 			b = append(b, l.Value...)
 		}
 	})
@@ -170,19 +165,19 @@ func AppendLabels(b []byte, lset labels.Labels) []byte {
 // series whose encoding (AppendLabels, then AppendSeriesChunk for each chunk)
 // is seriesLen bytes long and follows.
 func AppendSeriesResponse(b []byte, seriesLen int) []byte {
-	return AppendBytesField(b, seriesResponseSeries, seriesLen)
+	return appendBytesField(b, seriesResponseSeries, seriesLen)
 }
 
 // AppendBatchSeries appends the start of one series of a SeriesBatch, like
 // AppendSeriesResponse; AppendBatchResponse wraps the batch.
 func AppendBatchSeries(b []byte, seriesLen int) []byte {
-	return AppendBytesField(b, seriesBatchSeries, seriesLen)
+	return appendBytesField(b, seriesBatchSeries, seriesLen)
 }
 
 // AppendBatchResponse appends a SeriesResponse carrying the SeriesBatch
 // whose series (each started with AppendBatchSeries) are batch.
 func AppendBatchResponse(b []byte, batch []byte) []byte {
-	b = AppendBytesField(b, seriesResponseBatch, len(batch))
+	b = appendBytesField(b, seriesResponseBatch, len(batch))
 	return append(b, batch...)
 }
 
@@ -204,14 +199,14 @@ func AppendSeriesAggrChunk(b []byte, minTime, maxTime int64, subs []SubChunk) []
 	for _, s := range subs {
 		n += BytesFieldSize(chunkSize(s.Enc, len(s.Data), s.Hash))
 	}
-	b = AppendBytesField(b, seriesChunks, n)
+	b = appendBytesField(b, seriesChunks, n)
 	b = appendVarintField(b, aggrMinTime, uint64(minTime))
 	b = appendVarintField(b, aggrMaxTime, uint64(maxTime))
 	for _, s := range subs {
-		b = AppendBytesField(b, aggrField(s.Aggr), chunkSize(s.Enc, len(s.Data), s.Hash))
+		b = appendBytesField(b, aggrField(s.Aggr), chunkSize(s.Enc, len(s.Data), s.Hash))
 		b = appendVarintField(b, chunkType, uint64(s.Enc))
 		if len(s.Data) > 0 {
-			b = AppendBytesField(b, chunkData, len(s.Data))
+			b = appendBytesField(b, chunkData, len(s.Data))
 			b = append(b, s.Data...)
 		}
 		b = appendVarintField(b, chunkHash, s.Hash)

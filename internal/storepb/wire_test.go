@@ -96,11 +96,6 @@ func TestWireMatchesProto(t *testing.T) {
 		if n := LabelsSize(s.lset); n != len(AppendLabels(nil, s.lset)) {
 			t.Errorf("case %d: LabelsSize %d, appended %d", i, n, len(AppendLabels(nil, s.lset)))
 		}
-		for _, c := range s.chunks {
-			if n, a := SeriesChunkSize(c.minT, c.maxT, c.enc, len(c.data), c.hash), AppendSeriesChunk(nil, c.minT, c.maxT, c.enc, c.data, c.hash); n != len(a) {
-				t.Errorf("case %d: SeriesChunkSize %d, appended %d", i, n, len(a))
-			}
-		}
 	}
 }
 

@@ -105,7 +105,7 @@ func (d *DiskChunks) file(name string) *diskFile {
 	f, ok := d.files[name]
 	if !ok {
 		d.seq++
-		base := strings.NewReplacer("/", "_").Replace(name) + "." + strconv.FormatUint(d.seq, 10)
+		base := strings.ReplaceAll(name, "/", "_") + "." + strconv.FormatUint(d.seq, 10)
 		f = &diskFile{path: filepath.Join(d.dir, base), end: -1}
 		d.files[name] = f
 	}
