@@ -1,15 +1,10 @@
 package sidecar_test
 
 import (
-	"context"
-	"errors"
-	"io"
 	"slices"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stevedore-dev/stevedore/internal/sidecar"
@@ -34,7 +29,7 @@ func TestShardedSeriesLikeThanosSidecar(t *testing.T) {
 		MaxTime:  base.Add(4 * time.Hour).UnixMilli(),
 		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: "test_metric|other_metric"}},
 	}
-	all := seriesOf(t, ours.GRPCAddr, base0)
+	all := testserver.SeriesLabels(t, ours.GRPCAddr, base0)
 	if len(all) == 0 {
 		t.Fatal("no series")
 	}
@@ -47,7 +42,7 @@ func TestShardedSeriesLikeThanosSidecar(t *testing.T) {
 			req := proto.CloneOf(base0)
 			req.ShardInfo = proto.CloneOf(si)
 			req.ShardInfo.ShardIndex = k
-			got, want := seriesOf(t, ours.GRPCAddr, req), seriesOf(t, theirs, req)
+			got, want := testserver.SeriesLabels(t, ours.GRPCAddr, req), testserver.SeriesLabels(t, theirs, req)
 			if !slices.Equal(got, want) {
 				t.Fatalf("shard %d of %v: %d series, the Thanos sidecar %d", k, si, len(got), len(want))
 			}
@@ -60,39 +55,6 @@ func TestShardedSeriesLikeThanosSidecar(t *testing.T) {
 		}
 		if len(seen) != len(all) {
 			t.Fatalf("shards of %v hold %d series, the unsharded answer %d", si, len(seen), len(all))
-		}
-	}
-}
-
-// seriesOf returns the labels of the series a Series call streams.
-func seriesOf(t *testing.T, addr string, req *storepb.SeriesRequest) []string {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
-	stream, err := storepb.NewStoreClient(conn).Series(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for {
-		r, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("series from %s: %v", addr, err)
-		}
-		list := []*storepb.Series{r.GetSeries()}
-		if b := r.GetBatch(); b != nil {
-			list = b.GetSeries()
-		}
-		for _, s := range list {
-			if s != nil {
-				out = append(out, storepb.LabelsFromProto(s.GetLabels()).String())
-			}
 		}
 	}
 }

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,8 +21,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/thanos-io/objstore"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stevedore-dev/stevedore/internal/block"
@@ -329,33 +325,6 @@ func diffAnswers(t *testing.T, got, want map[string]string) {
 	}
 }
 
-// seriesNames calls Series on a StoreAPI and returns the series' labels.
-func seriesNames(t *testing.T, addr string, req *storepb.SeriesRequest) []string {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stream, err := storepb.NewStoreClient(conn).Series(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("series from %s: %v", addr, err)
-		}
-		if s := resp.GetSeries(); s != nil {
-			out = append(out, storepb.LabelsFromProto(s.GetLabels()).String())
-		}
-	}
-}
-
 func nonEmpty(t *testing.T, ans map[string]string) {
 	t.Helper()
 	empty := 0
@@ -462,7 +431,7 @@ func TestAgainstThanos(t *testing.T) {
 	t.Run("query sharding", func(t *testing.T) {
 		base := &storepb.SeriesRequest{MinTime: tb.base, MaxTime: tb.base + 6*hourMs,
 			Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: "http_requests_total|test_histogram"}}}
-		all := seriesNames(t, a.grpcAddr, base)
+		all := testserver.SeriesLabels(t, a.grpcAddr, base)
 		if len(all) == 0 {
 			t.Fatal("no series to shard")
 		}
@@ -475,7 +444,7 @@ func TestAgainstThanos(t *testing.T) {
 				req := proto.Clone(base).(*storepb.SeriesRequest)
 				req.ShardInfo = proto.Clone(si).(*storepb.ShardInfo)
 				req.ShardInfo.ShardIndex = k
-				got, want := seriesNames(t, a.grpcAddr, req), seriesNames(t, thanosStore.GRPCAddr, req)
+				got, want := testserver.SeriesLabels(t, a.grpcAddr, req), testserver.SeriesLabels(t, thanosStore.GRPCAddr, req)
 				if !slices.Equal(got, want) {
 					t.Fatalf("shard %d of %v: %d series, Thanos %d", k, si, len(got), len(want))
 				}
