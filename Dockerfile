@@ -1,5 +1,6 @@
-# Images for users with a Docker engine: `docker build --target manager -t stevedore-manager .`
-# and `docker build --target agent -t stevedore-agent .`. Static binaries on a
+# Images for users with a Docker engine:
+# `docker build --target manager --build-arg VERSION=v1.2.3 -t ghcr.io/stevedore-dev/stevedore-manager:v1.2.3 .`
+# and the same with `--target agent` and stevedore-agent. Static binaries on a
 # distroless base, running as non-root.
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -10,8 +11,11 @@ COPY cmd/ cmd/
 COPY controllers/ controllers/
 COPY internal/ internal/
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/stevedore-dev/stevedore/internal/version.Version=${VERSION}" -o /out/manager ./cmd/manager && \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/stevedore-dev/stevedore/internal/version.Version=${VERSION}" -o /out/agent ./cmd/agent
+# The manager's default agent image is ${REGISTRY}/stevedore-agent:${VERSION}.
+ARG REGISTRY=ghcr.io/stevedore-dev
+RUN LDFLAGS="-s -w -X github.com/stevedore-dev/stevedore/internal/version.Version=${VERSION} -X github.com/stevedore-dev/stevedore/internal/version.Registry=${REGISTRY}" && \
+    CGO_ENABLED=0 go build -trimpath -ldflags "$LDFLAGS" -o /out/manager ./cmd/manager && \
+    CGO_ENABLED=0 go build -trimpath -ldflags "$LDFLAGS" -o /out/agent ./cmd/agent
 
 FROM gcr.io/distroless/static:nonroot AS manager
 COPY --from=build /out/manager /manager

@@ -1,7 +1,10 @@
 # Stevedore build. `make help` lists the targets.
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/stevedore-dev/stevedore/internal/version.Version=$(VERSION)
+# Registry of the release images; the manager's default --agent-image is
+# $(REGISTRY)/stevedore-agent:$(VERSION).
+REGISTRY ?= ghcr.io/stevedore-dev
+LDFLAGS := -X github.com/stevedore-dev/stevedore/internal/version.Version=$(VERSION) -X github.com/stevedore-dev/stevedore/internal/version.Registry=$(REGISTRY)
 BIN ?= bin
 GO_TOOL := go tool -modfile=hack/tools/dev/go.mod
 # Tests that need the real servers read their paths from the environment that
@@ -107,4 +110,4 @@ IMAGES_PEERS ?= prometheus minio thanos
 .PHONY: images
 images: ## Build image tarballs (manager, agent, pause, test peers) into bin/images/ without Docker.
 	$(if $(strip $(IMAGES_PEERS)),eval "$$(hack/testbin.sh $(IMAGES_PEERS))" && )SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) \
-		go run ./hack/imagebuild -version $(VERSION) -revision "$$(git rev-parse HEAD 2>/dev/null)" -out $(BIN)/images $(IMAGEBUILD_FLAGS)
+		go run ./hack/imagebuild -version $(VERSION) -registry $(REGISTRY) -revision "$$(git rev-parse HEAD 2>/dev/null)" -out $(BIN)/images $(IMAGEBUILD_FLAGS)

@@ -39,7 +39,7 @@ func run() error {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probe endpoint binds to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Enable leader election, so only one manager is active.")
-	flag.StringVar(&opts.AgentImage, "agent-image", "stevedore-agent:"+version.Get(), "Default image of the Stevedore agent.")
+	flag.StringVar(&opts.AgentImage, "agent-image", version.AgentImage(), "Default image of the Stevedore agent (<registry>/stevedore-agent:<version> of this build).")
 	flag.DurationVar(&opts.StatusPollInterval, "status-poll-interval", 15*time.Second, "How often agent status is polled into resource status.")
 	flag.DurationVar(&opts.StatusTimeout, "status-timeout", 2*time.Second, "Timeout of one agent status request.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")

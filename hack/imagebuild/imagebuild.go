@@ -3,41 +3,70 @@
 // that cannot run `docker build`. The Dockerfile at the repository root builds
 // the same manager and agent images for users who have Docker.
 //
-//	go run ./hack/imagebuild [-version V] [-out bin/images] [-only agent,manager,...]
+//	go run ./hack/imagebuild [-version V] [-registry R] [-out bin/images] [-only agent,manager,...]
 //	                         [-prometheus PATH] [-minio PATH] [-thanos PATH]
+//	                         [-busybox PATH] [-local-path-provisioner PATH]
 //
 // It writes one tarball per image to -out, named after the image:
 //
-//	stevedore-manager.tar  docker.io/library/stevedore-manager:<version>
-//	stevedore-agent.tar    docker.io/library/stevedore-agent:<version>
+//	stevedore-manager.tar  ghcr.io/stevedore-dev/stevedore-manager:<version>
+//	stevedore-agent.tar    ghcr.io/stevedore-dev/stevedore-agent:<version>
 //	stevedore-pause.tar    docker.io/library/stevedore-pause:v1
-//	stevedore-test-prometheus.tar, stevedore-test-minio.tar, stevedore-test-thanos.tar
-//	                       docker.io/library/stevedore-test-<name>:<version of the binary>
+//	stevedore-test-<peer>.tar
+//	                       docker.io/library/stevedore-test-<peer>:<version of the binary>
+//	                       plus the upstream reference of that release (below)
+//
+// The manager and agent carry the release references (-registry, default
+// ghcr.io/stevedore-dev, is also linked into both binaries as
+// internal/version.Registry), so the manager's default --agent-image
+// <registry>/stevedore-agent:<version> names exactly the imported agent image.
+//
+// Why upstream references: the local cluster's node (hack/cluster) reaches no
+// registry, so every image a pod names must already be in its containerd,
+// preloaded the way `kind load docker-image` does. The test peers are the real
+// programs of those releases, built from their Go modules or taken from
+// Debian, so each tarball also lists, as extra RepoTags of the same image, the
+// reference that the samples (config/samples) and the operator's defaults use:
+//
+//	prometheus              quay.io/prometheus/prometheus:v3.15.0 (the module v0.315.0 is Prometheus 3.15.0)
+//	minio                   quay.io/minio/minio:RELEASE.<time of the pinned commit>
+//	busybox                 docker.io/library/busybox:<Debian's busybox-static version>
+//	local-path-provisioner  docker.io/rancher/local-path-provisioner:<module version>
+//
+// `kubectl apply -f config/samples/` then works unchanged on that node with
+// imagePullPolicy IfNotPresent (the default for tags other than latest).
 //
 // The manager and agent binaries (and the pause program in ./pause) are built
 // here with CGO_ENABLED=0 go build -trimpath; the test peers are the static
 // binaries that hack/testbin.sh provisions (-prometheus etc. default to
-// $STEVEDORE_PROMETHEUS, $STEVEDORE_MINIO, $STEVEDORE_THANOS) and are tagged
-// with the version in their cache directory name (prometheus-v0.315.0).
+// $STEVEDORE_PROMETHEUS, $STEVEDORE_MINIO, $STEVEDORE_THANOS,
+// $STEVEDORE_BUSYBOX, $STEVEDORE_LOCAL_PATH_PROVISIONER) and are tagged with
+// the version in their cache directory name (prometheus-v0.315.0), busybox
+// with the version the binary prints.
 //
 // Images are linux/amd64 on a distroless-style base built from scratch (users
 // root, nobody and nonroot 65532, /tmp 1777, the host's CA bundle) and run as
-// 65532:65532. References are fully qualified docker.io/library/NAME:TAG,
-// which is what both containerd and Docker normalise the short name
-// NAME:TAG to, so the manager's default --agent-image stevedore-agent:<version>
-// resolves to the imported image (pods must use imagePullPolicy: IfNotPresent).
+// 65532:65532, except busybox, which runs as root like the upstream image
+// (the provisioner's helper pods create volume directories on the node).
+// Short references (NAME:TAG) are normalised by containerd and Docker to
+// docker.io/library/NAME:TAG, which is what the pause and test images use.
 // Each tarball is in the docker-archive format (manifest.json with RepoTags),
-// which `docker load -i` and `ctr -n k8s.io images import` both accept.
+// which `docker load -i` and `ctr -n k8s.io images import` both accept; ctr
+// creates one image per RepoTag.
 //
 // Builds are reproducible: every timestamp is $SOURCE_DATE_EPOCH (default 0).
 // Each tarball is written to a temporary file and renamed into place. The
-// images' references and files are printed on stdout, one "REF FILE" line per
-// image; progress goes to stderr.
+// images' primary references and files are printed on stdout, one "REF FILE"
+// line per image; progress goes to stderr.
 package main
 
 import (
+	"archive/tar"
+	"bufio"
+	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,11 +85,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/stevedore-dev/stevedore/internal/version"
 )
 
 const (
 	modulePath     = "github.com/stevedore-dev/stevedore"
 	versionVar     = modulePath + "/internal/version.Version"
+	registryVar    = modulePath + "/internal/version.Registry"
 	defaultSource  = "https://github.com/stevedore-dev/stevedore"
 	defaultRepo    = "docker.io/library"
 	defaultCA      = "/etc/ssl/certs/ca-certificates.crt"
@@ -76,7 +108,8 @@ type options struct {
 	Version   string            // version of manager and agent (label, tag, -ldflags)
 	Revision  string            // optional VCS revision label
 	Source    string            // org.opencontainers.image.source of our images
-	Repo      string            // repository prefix of every reference
+	Registry  string            // registry prefix of the manager and agent references
+	Repo      string            // repository prefix of the pause and test peer references
 	CABundle  string            // host CA bundle copied into the base layer
 	Only      []string          // image keys to build; empty: every available one
 	Peers     map[string]string // test peer key -> host binary
@@ -87,9 +120,10 @@ type options struct {
 
 // result is one written image.
 type result struct {
-	Key  string
-	Ref  name.Tag
-	File string
+	Key     string
+	Ref     name.Tag
+	Aliases []name.Tag // further RepoTags of the same image
+	File    string
 }
 
 // imageSpec describes one image: a binary on the base layer plus extras.
@@ -101,6 +135,9 @@ type imageSpec struct {
 	description string
 	source      string
 	version     string // label value
+	registry    string // reference prefix; opts.Repo when empty
+	aliases     []string
+	user        string // "uid:gid"; nonroot when empty
 
 	pkg     string // Go package to build (relative to the module root), or
 	hostBin string // a prebuilt static binary
@@ -115,6 +152,13 @@ type peerDef struct {
 	key, env, binPath, source, description string
 	config                                 v1.Config
 	extra                                  func(*layerBuilder)
+	user                                   string
+	// tag derives the image tag from the binary; peerTag (the cache
+	// directory's version) when nil.
+	tag func(bin string) (string, error)
+	// upstream is the upstream release reference the image also carries,
+	// given its tag; none when it returns "".
+	upstream func(tag string) string
 }
 
 const prometheusYAML = `# Default configuration of the stevedore-test-prometheus image: scrape itself.
@@ -142,6 +186,7 @@ var peerDefs = []peerDef{
 			l.file("/etc/prometheus/prometheus.yml", 0o644, []byte(prometheusYAML))
 			l.dir("/prometheus", 0o755, nonrootUID, nonrootGID)
 		},
+		upstream: prometheusUpstream,
 	},
 	{
 		key: "minio", env: "STEVEDORE_MINIO", binPath: "/usr/bin/minio",
@@ -156,6 +201,7 @@ var peerDefs = []peerDef{
 		extra: func(l *layerBuilder) {
 			l.dir("/data", 0o755, nonrootUID, nonrootGID)
 		},
+		upstream: minioUpstream,
 	},
 	{
 		key: "thanos", env: "STEVEDORE_THANOS", binPath: "/bin/thanos",
@@ -166,6 +212,79 @@ var peerDefs = []peerDef{
 			ExposedPorts: ports("10901/tcp", "10902/tcp"),
 		},
 	},
+	{
+		key: "busybox", env: "STEVEDORE_BUSYBOX", binPath: "/bin/busybox",
+		source:      "https://busybox.net",
+		description: "BusyBox (Debian's busybox-static; Stevedore test peer)",
+		config:      v1.Config{Cmd: []string{"sh"}},
+		// Like the upstream image: the local-path provisioner's helper pods
+		// create and remove volume directories on the node as root.
+		user:     "0:0",
+		tag:      busyboxTag,
+		extra:    busyboxApplets,
+		upstream: func(tag string) string { return "docker.io/library/busybox:" + tag },
+	},
+	{
+		key: "local-path-provisioner", env: "STEVEDORE_LOCAL_PATH_PROVISIONER", binPath: "/usr/bin/local-path-provisioner",
+		source:      "https://github.com/rancher/local-path-provisioner",
+		description: "Rancher local-path provisioner (the local cluster's StorageClass; Stevedore test peer)",
+		config:      v1.Config{Entrypoint: []string{"/usr/bin/local-path-provisioner"}},
+		upstream:    func(tag string) string { return "docker.io/rancher/local-path-provisioner:" + tag },
+	},
+}
+
+// prometheusModuleVersion is Prometheus's Go module version, v0.MMM.P for release
+// M.MM.P (v0.315.0 is 3.15.0).
+var prometheusModuleVersion = regexp.MustCompile(`^v0\.([1-9])([0-9]{2})\.([0-9]+)$`)
+
+func prometheusUpstream(tag string) string {
+	m := prometheusModuleVersion.FindStringSubmatch(tag)
+	if m == nil {
+		return ""
+	}
+	minor, _ := strconv.Atoi(m[2])
+	return fmt.Sprintf("quay.io/prometheus/prometheus:v%s.%d.%s", m[1], minor, m[3])
+}
+
+// MinIO is pinned by a pseudo-version of its release commit; the release is
+// named after the commit's time: v0.0.0-20260212201848-7aac2a2c5b7c is
+// RELEASE.2026-02-12T20-18-48Z.
+var minioPseudoVersion = regexp.MustCompile(`^v0\.0\.0-([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})-[0-9a-f]{12}$`)
+
+func minioUpstream(tag string) string {
+	m := minioPseudoVersion.FindStringSubmatch(tag)
+	if m == nil {
+		return ""
+	}
+	return fmt.Sprintf("quay.io/minio/minio:RELEASE.%s-%s-%sT%s-%s-%sZ", m[1], m[2], m[3], m[4], m[5], m[6])
+}
+
+var busyboxBanner = regexp.MustCompile(`BusyBox v([0-9]+\.[0-9]+\.[0-9]+)`)
+
+// busyboxTag is the version the binary prints ("BusyBox v1.35.0 (Debian ...)").
+func busyboxTag(bin string) (string, error) {
+	out, _ := exec.Command(bin, "--help").CombinedOutput() // exits 0 or 1 by build
+	m := busyboxBanner.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("%s --help: no \"BusyBox vX.Y.Z\" banner in %q", bin, firstLine(out))
+	}
+	return string(m[1]), nil
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	return s
+}
+
+// busyboxApplets links the applets a shell script needs to /bin/busybox
+// (the helper pods run "sh /script/setup", which calls mkdir, rm, chmod).
+func busyboxApplets(l *layerBuilder) {
+	for _, a := range []string{
+		"sh", "ash", "cat", "chmod", "chown", "cp", "du", "echo", "env", "find", "grep", "id",
+		"ln", "ls", "mkdir", "mv", "rm", "rmdir", "sed", "sleep", "stat", "test", "touch", "true", "false",
+	} {
+		l.symlink("/bin/"+a, "busybox")
+	}
 }
 
 func ports(ps ...string) map[string]struct{} {
@@ -189,10 +308,11 @@ func main() {
 	fs.StringVar(&opts.Version, "version", envOr("VERSION", "dev"), "Version of the manager and agent: -ldflags, label and image tag.")
 	fs.StringVar(&opts.Revision, "revision", "", "VCS revision for the org.opencontainers.image.revision label.")
 	fs.StringVar(&opts.Source, "source", defaultSource, "org.opencontainers.image.source of the Stevedore images.")
-	fs.StringVar(&opts.Repo, "repo", defaultRepo, "Repository prefix of every image reference.")
+	fs.StringVar(&opts.Registry, "registry", version.Registry, "Registry of the manager and agent images (also the manager's default --agent-image registry).")
+	fs.StringVar(&opts.Repo, "repo", defaultRepo, "Repository prefix of the pause and test peer image references.")
 	fs.StringVar(&opts.CABundle, "ca-bundle", defaultCA, "Host CA bundle to copy into the base layer.")
 	fs.StringVar(&opts.Root, "root", "", "Module root (default: found with `go env GOMOD`).")
-	only := fs.String("only", "", "Comma-separated images to build: manager,agent,pause,prometheus,minio,thanos (default: manager, agent, pause and every peer whose binary is given).")
+	only := fs.String("only", "", "Comma-separated images to build: manager,agent,pause,prometheus,minio,thanos,busybox,local-path-provisioner (default: manager, agent, pause and every peer whose binary is given).")
 	for _, p := range peerDefs {
 		fs.Func(p.key, fmt.Sprintf("Static %s binary for the stevedore-test-%s image (default $%s).", p.key, p.key, p.env), func(s string) error {
 			opts.Peers[p.key] = s
@@ -261,6 +381,9 @@ func run(ctx context.Context, opts options) ([]result, error) {
 	}
 	if opts.Repo == "" {
 		opts.Repo = defaultRepo
+	}
+	if opts.Registry == "" {
+		opts.Registry = version.Registry
 	}
 	if opts.Source == "" {
 		opts.Source = defaultSource
@@ -332,17 +455,20 @@ func moduleRoot(ctx context.Context, goCmd string) (string, error) {
 
 // selectSpecs returns the specs of the images to build, in a fixed order.
 func selectSpecs(opts options) ([]imageSpec, error) {
-	ldflags := "-s -w -X " + versionVar + "=" + opts.Version
+	if strings.ContainsAny(opts.Registry, " \t\n'\"") || strings.HasSuffix(opts.Registry, "/") {
+		return nil, fmt.Errorf("registry %q: want a registry and path without a trailing slash, e.g. ghcr.io/stevedore-dev", opts.Registry)
+	}
+	ldflags := "-s -w -X " + versionVar + "=" + opts.Version + " -X " + registryVar + "=" + opts.Registry
 	tag := sanitizeTag(opts.Version)
 	all := []imageSpec{
 		{
-			key: "manager", repo: "stevedore-manager", tag: tag, version: opts.Version, source: opts.Source,
+			key: "manager", repo: "stevedore-manager", tag: tag, version: opts.Version, source: opts.Source, registry: opts.Registry,
 			title: "stevedore-manager", description: "Stevedore operator (Kubernetes controller manager)",
 			pkg: "./cmd/manager", ldflags: ldflags, binPath: "/manager",
 			config: v1.Config{Entrypoint: []string{"/manager"}},
 		},
 		{
-			key: "agent", repo: "stevedore-agent", tag: tag, version: opts.Version, source: opts.Source,
+			key: "agent", repo: "stevedore-agent", tag: tag, version: opts.Version, source: opts.Source, registry: opts.Registry,
 			title: "stevedore-agent", description: "Stevedore agent: Prometheus sidecar shipper and store gateway (Thanos StoreAPI)",
 			pkg: "./cmd/agent", ldflags: ldflags, binPath: "/agent",
 			config: v1.Config{Entrypoint: []string{"/agent"}},
@@ -358,11 +484,23 @@ func selectSpecs(opts options) ([]imageSpec, error) {
 		s := imageSpec{
 			key: p.key, repo: "stevedore-test-" + p.key, source: p.source,
 			title: "stevedore-test-" + p.key, description: p.description,
-			hostBin: opts.Peers[p.key], binPath: p.binPath, extra: p.extra, config: p.config,
+			hostBin: opts.Peers[p.key], binPath: p.binPath, extra: p.extra, config: p.config, user: p.user,
 		}
-		if s.hostBin != "" {
+		if s.hostBin != "" && (len(opts.Only) == 0 || slices.Contains(opts.Only, p.key)) {
 			s.tag = peerTag(p.key, s.hostBin)
+			if p.tag != nil {
+				t, err := p.tag(s.hostBin)
+				if err != nil {
+					return nil, fmt.Errorf("%s image: %w", p.key, err)
+				}
+				s.tag = sanitizeTag(t)
+			}
 			s.version = s.tag
+			if p.upstream != nil {
+				if u := p.upstream(s.tag); u != "" {
+					s.aliases = append(s.aliases, u)
+				}
+			}
 		}
 		all = append(all, s)
 	}
@@ -453,9 +591,21 @@ func checkStaticBinary(p string) error {
 // buildImage builds (or takes) the binary of s, assembles the image and writes
 // its tarball.
 func buildImage(ctx context.Context, opts options, work string, base v1.Layer, s imageSpec) (result, error) {
-	ref, err := name.NewTag(opts.Repo + "/" + s.repo + ":" + s.tag)
+	registry := s.registry
+	if registry == "" {
+		registry = opts.Repo
+	}
+	ref, err := name.NewTag(registry + "/" + s.repo + ":" + s.tag)
 	if err != nil {
 		return result{}, err
+	}
+	var aliases []name.Tag
+	for _, a := range s.aliases {
+		t, err := name.NewTag(a)
+		if err != nil {
+			return result{}, fmt.Errorf("upstream reference %q: %w", a, err)
+		}
+		aliases = append(aliases, t)
 	}
 	bin := s.hostBin
 	if s.pkg != "" {
@@ -498,7 +648,10 @@ func buildImage(ctx context.Context, opts options, work string, base v1.Layer, s
 	cf.OS = "linux"
 	cf.Created = created
 	cfg := s.config
-	cfg.User = fmt.Sprintf("%d:%d", nonrootUID, nonrootGID)
+	cfg.User = s.user
+	if cfg.User == "" {
+		cfg.User = fmt.Sprintf("%d:%d", nonrootUID, nonrootGID)
+	}
 	if cfg.WorkingDir == "" {
 		cfg.WorkingDir = "/"
 	}
@@ -519,31 +672,39 @@ func buildImage(ctx context.Context, opts options, work string, base v1.Layer, s
 	}
 
 	final := filepath.Join(opts.Out, s.repo+".tar")
-	if err := writeTarball(final, ref, img); err != nil {
+	if err := writeTarball(final, append([]name.Tag{ref}, aliases...), img); err != nil {
 		return result{}, err
 	}
-	return result{Key: s.key, Ref: ref, File: final}, nil
+	return result{Key: s.key, Ref: ref, Aliases: aliases, File: final}, nil
 }
 
-// writeTarball writes img as a docker-archive tarball to a temporary file next
-// to final and renames it into place, so a reader never sees half a tarball.
-func writeTarball(final string, ref name.Tag, img v1.Image) error {
+// writeTarball writes img as a docker-archive tarball tagged with every ref,
+// in that order, to a temporary file next to final and renames it into place,
+// so a reader never sees half a tarball.
+func writeTarball(final string, refs []name.Tag, img v1.Image) error {
 	tmp, err := os.CreateTemp(filepath.Dir(final), "."+filepath.Base(final)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	tmpName := tmp.Name()
-	_ = tmp.Close()
 	ok := false
 	defer func() {
 		if !ok {
+			_ = tmp.Close()
 			_ = os.Remove(tmpName)
 		}
 	}()
-	if err := tarball.WriteToFile(tmpName, ref, img); err != nil {
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if err := writeDockerArchive(bw, refs, img); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmpName, 0o644); err != nil {
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmpName, final); err != nil {
@@ -551,4 +712,80 @@ func writeTarball(final string, ref name.Tag, img v1.Image) error {
 	}
 	ok = true
 	return nil
+}
+
+// writeDockerArchive writes the layout of go-containerregistry's tarball.Write
+// (config blob, <hex>.tar.gz layers, manifest.json) with the RepoTags in the
+// given order: tarball.MultiRefWrite takes them from a map, in random order,
+// which would make the tarball differ from build to build.
+func writeDockerArchive(w io.Writer, refs []name.Tag, img v1.Image) error {
+	if len(refs) == 0 {
+		return errors.New("no image reference")
+	}
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	entry := func(name string, size int64, r io.Reader) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Typeflag: tar.TypeReg, Size: size}); err != nil {
+			return err
+		}
+		n, err := io.Copy(tw, r)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		if n != size {
+			return fmt.Errorf("write %s: %d bytes, want %d", name, n, size)
+		}
+		return nil
+	}
+	if err := entry(cfgName.String(), int64(len(cfg)), bytes.NewReader(cfg)); err != nil {
+		return err
+	}
+	desc := tarball.Descriptor{Config: cfgName.String()}
+	for _, r := range refs {
+		desc.RepoTags = append(desc.RepoTags, r.String())
+	}
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		size, err := l.Size()
+		if err != nil {
+			return err
+		}
+		file := d.Hex + ".tar.gz"
+		written := slices.Contains(desc.Layers, file)
+		desc.Layers = append(desc.Layers, file)
+		if written {
+			continue
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		err = entry(file, size, rc)
+		_ = rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	manifest, err := json.Marshal(tarball.Manifest{desc})
+	if err != nil {
+		return err
+	}
+	if err := entry("manifest.json", int64(len(manifest)), bytes.NewReader(manifest)); err != nil {
+		return err
+	}
+	return tw.Close()
 }

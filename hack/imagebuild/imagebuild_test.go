@@ -5,16 +5,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
@@ -48,7 +51,7 @@ func TestAgentImage(t *testing.T) {
 		t.Fatalf("results = %+v, want only the agent", results)
 	}
 	wantFile := filepath.Join(out, "stevedore-agent.tar")
-	wantRef := "docker.io/library/stevedore-agent:" + version
+	wantRef := "ghcr.io/stevedore-dev/stevedore-agent:" + version
 	if results[0].File != wantFile || results[0].Ref.String() != wantRef {
 		t.Fatalf("wrote %s as %s, want %s as %s", results[0].File, results[0].Ref, wantFile, wantRef)
 	}
@@ -234,5 +237,182 @@ func TestSelectSpecs(t *testing.T) {
 		if err := checkStaticBinary(sh); err == nil {
 			t.Errorf("checkStaticBinary(%s) accepted a dynamically linked binary", sh)
 		}
+	}
+}
+
+func TestUpstreamReferences(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fn   func(string) string
+		tag  string
+		want string
+	}{
+		{"prometheus 3.15.0", prometheusUpstream, "v0.315.0", "quay.io/prometheus/prometheus:v3.15.0"},
+		{"prometheus 3.5.2", prometheusUpstream, "v0.305.2", "quay.io/prometheus/prometheus:v3.5.2"},
+		{"prometheus from elsewhere", prometheusUpstream, "local", ""},
+		{"prometheus 2.x module version", prometheusUpstream, "v2.53.0", ""},
+		{"minio pseudo-version", minioUpstream, "v0.0.0-20260212201848-7aac2a2c5b7c", "quay.io/minio/minio:RELEASE.2026-02-12T20-18-48Z"},
+		{"minio from elsewhere", minioUpstream, "local", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.fn(c.tag); got != c.want {
+				t.Errorf("upstream(%q) = %q, want %q", c.tag, got, c.want)
+			}
+		})
+	}
+}
+
+// TestSelectSpecsPeers: each provisioned peer gets its tag and its upstream
+// reference; manager and agent the release registry.
+func TestSelectSpecsPeers(t *testing.T) {
+	dir := t.TempDir()
+	bins := map[string]string{}
+	for key, cacheDir := range map[string]string{
+		"prometheus":             "prometheus-v0.315.0",
+		"minio":                  "minio-v0.0.0-20260212201848-7aac2a2c5b7c",
+		"local-path-provisioner": "local-path-provisioner-v0.0.30",
+	} {
+		bins[key] = filepath.Join(dir, cacheDir, key)
+	}
+	// checkStaticBinary wants a static amd64 ELF: the (tiny) pause program.
+	self := filepath.Join(dir, "pause")
+	build := exec.Command("go", "build", "-o", self, "./pause")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./pause: %v\n%s", err, out)
+	}
+	for _, b := range bins {
+		if err := os.MkdirAll(filepath.Dir(b), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(self, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	specs, err := selectSpecs(options{Version: "v1.2.3", Registry: "registry.example.com/team", Peers: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range specs {
+		got[s.key] = s.registry + " " + s.tag + " " + strings.Join(s.aliases, ",")
+	}
+	want := map[string]string{
+		"manager":                "registry.example.com/team v1.2.3 ",
+		"agent":                  "registry.example.com/team v1.2.3 ",
+		"pause":                  " v1 ",
+		"prometheus":             " v0.315.0 quay.io/prometheus/prometheus:v3.15.0",
+		"minio":                  " v0.0.0-20260212201848-7aac2a2c5b7c quay.io/minio/minio:RELEASE.2026-02-12T20-18-48Z",
+		"local-path-provisioner": " v0.0.30 docker.io/rancher/local-path-provisioner:v0.0.30",
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: registry, tag, aliases = %q, want %q", k, got[k], w)
+		}
+	}
+	if _, err := selectSpecs(options{Version: "v1", Registry: "ghcr.io/x/"}); err == nil {
+		t.Error("registry with a trailing slash: no error")
+	}
+}
+
+func TestBusyboxTag(t *testing.T) {
+	fake := filepath.Join(t.TempDir(), "busybox")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho 'BusyBox v1.35.0 (Debian 1:1.35.0-4+b3) multi-call binary.'\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notBusybox := filepath.Join(t.TempDir(), "sh")
+	if err := os.WriteFile(notBusybox, []byte("#!/bin/sh\necho usage: sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := busyboxTag(fake); err != nil || got != "1.35.0" {
+		t.Errorf("busyboxTag(banner 1.35.0) = %q, %v; want 1.35.0", got, err)
+	}
+	if _, err := busyboxTag(notBusybox); err == nil || !strings.Contains(err.Error(), "BusyBox") {
+		t.Errorf("busyboxTag(no banner): err = %v, want one naming the missing banner", err)
+	}
+	// The real one, when Debian's busybox-static is installed.
+	if _, err := os.Stat("/bin/busybox"); err == nil {
+		if got, err := busyboxTag("/bin/busybox"); err != nil || !regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`).MatchString(got) {
+			t.Errorf("busyboxTag(/bin/busybox) = %q, %v", got, err)
+		}
+	}
+}
+
+// TestMultiTagTarball: one tarball, read back by each of its references,
+// byte-identical when written twice, with symbolic links intact.
+func TestMultiTagTarball(t *testing.T) {
+	dir := t.TempDir()
+	l := newLayer()
+	l.file("/bin/busybox", 0o755, []byte("not really busybox"))
+	l.symlink("/bin/sh", "busybox")
+	created := time.Unix(1700000000, 0).UTC()
+	layer, err := l.write(filepath.Join(dir, "layer.tar.gz"), created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []name.Tag
+	for _, r := range []string{"docker.io/library/stevedore-test-busybox:1.35.0", "docker.io/library/busybox:1.35.0", "quay.io/x/y:v1"} {
+		tag, err := name.NewTag(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, tag)
+	}
+	var files [2][]byte
+	for i := range files {
+		p := filepath.Join(dir, fmt.Sprintf("img%d.tar", i))
+		if err := writeTarball(p, refs, img); err != nil {
+			t.Fatal(err)
+		}
+		if files[i], err = os.ReadFile(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(files[0], files[1]) {
+		t.Error("two writes of the same image differ")
+	}
+	p := filepath.Join(dir, "img0.tar")
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 1 || !slices.Equal(m[0].RepoTags, []string{refs[0].String(), refs[1].String(), refs[2].String()}) {
+		t.Fatalf("manifest.json = %+v, want one image with the three tags in order", m)
+	}
+	want, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		got, err := tarball.ImageFromPath(p, &r)
+		if err != nil {
+			t.Fatalf("read back as %s: %v", r, err)
+		}
+		if d, err := got.Digest(); err != nil || d != want {
+			t.Errorf("%s: digest %v (%v), want %v", r, d, err, want)
+		}
+	}
+	rc := mutate.Extract(img)
+	defer func() { _ = rc.Close() }()
+	tr := tar.NewReader(rc)
+	var link *tar.Header
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Name == "bin/sh" {
+			link = hdr
+		}
+	}
+	if link == nil || link.Typeflag != tar.TypeSymlink || link.Linkname != "busybox" {
+		t.Errorf("bin/sh = %+v, want a symbolic link to busybox", link)
 	}
 }

@@ -22,7 +22,8 @@ const (
 )
 
 // entry is one file system entry of a layer. Exactly one of hostPath and data
-// is used for regular files; dir marks a directory.
+// is used for regular files; dir marks a directory, a non-empty link a
+// symbolic link to it.
 type entry struct {
 	name     string // absolute path in the image, e.g. /etc/passwd
 	dir      bool
@@ -30,6 +31,7 @@ type entry struct {
 	uid, gid int
 	data     []byte // contents of a regular file
 	hostPath string // or: copy the contents of this host file
+	link     string // target of a symbolic link
 }
 
 // layerBuilder collects entries and writes them as a gzip-compressed tar with
@@ -57,6 +59,10 @@ func (l *layerBuilder) dir(name string, mode int64, uid, gid int) {
 
 func (l *layerBuilder) file(name string, mode int64, data []byte) {
 	l.add(entry{name: name, mode: mode, data: data})
+}
+
+func (l *layerBuilder) symlink(name, target string) {
+	l.add(entry{name: name, mode: 0o777, link: target})
 }
 
 func (l *layerBuilder) hostFile(name string, mode int64, hostPath string) {
@@ -120,6 +126,11 @@ func writeEntry(tw *tar.Writer, e entry, mtime time.Time) error {
 	if e.dir {
 		hdr.Typeflag = tar.TypeDir
 		hdr.Name += "/"
+		return tw.WriteHeader(hdr)
+	}
+	if e.link != "" {
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = e.link
 		return tw.WriteHeader(hdr)
 	}
 	hdr.Typeflag = tar.TypeReg
