@@ -5,7 +5,8 @@
 #   hack/testbin.sh [COMPONENT...]     build/install what is missing, print env lines
 #   eval "$(hack/testbin.sh)"          the usual way to use it
 #
-# Components (default: all): kube etcd minio prometheus thanos memcached prometheus2 protoc cluster
+# Components (default: all): kube etcd minio prometheus thanos helm memcached prometheus2 protoc cluster
+#   local-path-provisioner busybox (the local cluster's StorageClass, hack/demo.sh)
 #   cluster: what hack/cluster runs a single-node cluster with (kube etcd coredns
 #   and Debian's containerd, runc, CNI plugins, iptables, conntrack)
 #
@@ -26,6 +27,8 @@ ETCD_VERSION=v3.7.3
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 PROMETHEUS_VERSION=v0.315.0 # Go module version of Prometheus 3.15.0
 THANOS_VERSION=v0.42.4
+LOCAL_PATH_PROVISIONER_VERSION=v0.0.30 # must match hack/tools/local-path-provisioner/go.mod
+HELM_VERSION=v3.22.0 # must match hack/tools/helm/go.mod
 
 ROOT=${STEVEDORE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/stevedore
@@ -109,6 +112,23 @@ build_thanos() {
 		github.com/thanos-io/thanos/cmd/thanos netgo,slicelabels
 }
 
+build_helm() {
+	# As helm's Makefile does: the version, and the Kubernetes version that
+	# `helm template`/`helm lint` assume (.Capabilities.KubeVersion), taken
+	# from the client-go the module builds with (v0.X.Y is Kubernetes 1.X).
+	local cg minor r=helm.sh/helm/v3
+	cg=$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$ROOT/hack/tools/helm/go.mod")
+	minor=${cg:?no k8s.io/client-go in hack/tools/helm/go.mod}
+	gobuild helm helm \
+		"-X $r/internal/version.version=$HELM_VERSION -X $r/internal/version.gitTreeState=clean -X $r/pkg/lint/rules.k8sVersionMajor=1 -X $r/pkg/lint/rules.k8sVersionMinor=$minor -X $r/pkg/chartutil.k8sVersionMajor=1 -X $r/pkg/chartutil.k8sVersionMinor=$minor" \
+		helm.sh/helm/v3/cmd/helm
+}
+
+build_local_path_provisioner() {
+	gobuild local-path-provisioner local-path-provisioner \
+		"-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
+}
+
 # apt_install BINARY PACKAGE: install a Debian package unless BINARY is on PATH.
 APT_UPDATED=
 apt_install() {
@@ -128,7 +148,7 @@ apt_install() {
 }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(kube etcd minio prometheus thanos memcached prometheus2 protoc cluster)
+[[ ${#components[@]} -gt 0 ]] || components=(kube etcd minio prometheus thanos helm memcached prometheus2 protoc cluster)
 
 for c in "${components[@]}"; do
 	case $c in
@@ -150,6 +170,10 @@ for c in "${components[@]}"; do
 		build thanos "thanos-$THANOS_VERSION" build_thanos
 		echo "export STEVEDORE_THANOS=$CACHE/thanos-$THANOS_VERSION/thanos"
 		;;
+	helm)
+		build helm "helm-$HELM_VERSION" build_helm
+		echo "export STEVEDORE_HELM=$CACHE/helm-$HELM_VERSION/helm"
+		;;
 	memcached)
 		apt_install memcached memcached
 		echo "export STEVEDORE_MEMCACHED=$(command -v memcached || echo /usr/bin/memcached)"
@@ -164,6 +188,20 @@ for c in "${components[@]}"; do
 		# The well-known types (google/protobuf/any.proto) come with the -dev package.
 		[[ -f /usr/include/google/protobuf/any.proto ]] || { command -v apt-get >/dev/null && apt_install /nonexistent/any.proto libprotobuf-dev; }
 		echo "export PROTOC=$(command -v protoc)"
+		;;
+	local-path-provisioner)
+		# The local cluster's default StorageClass (hack/demo/local-path-storage.yaml).
+		build local-path-provisioner "local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION" build_local_path_provisioner
+		echo "export STEVEDORE_LOCAL_PATH_PROVISIONER=$CACHE/local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION/local-path-provisioner"
+		;;
+	busybox)
+		# Debian's static busybox: the shell of the provisioner's helper pods
+		# and of the samples' initContainers (an image from hack/imagebuild).
+		# (Debian's busybox package is dynamically linked: check for the static one.)
+		if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+			apt_install /nonexistent/busybox-static busybox-static
+		fi
+		echo "export STEVEDORE_BUSYBOX=/bin/busybox"
 		;;
 	cluster)
 		build kubernetes "kube-$KUBE_VERSION" build_kube
