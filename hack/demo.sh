@@ -5,7 +5,8 @@
 #                        MinIO + Bucket + PrometheusShipper + StoreGateway +
 #                        Thanos Querier, wait for blocks to ship and sync,
 #                        print the resources and one PromQL answer
-#   hack/demo.sh install only the cluster, the images and the operator; writes
+#   hack/demo.sh install only the cluster, the images, the default StorageClass
+#                        (local-path provisioner) and the operator; writes
 #                        the environment the e2e suite reads to $BIN/e2e.env
 #   hack/demo.sh down    tear it all down (make demo-down)
 #
@@ -19,7 +20,7 @@ NS=stevedore-demo
 step() { printf '\n==> %s\n' "$*"; }
 
 step "provisioning Kubernetes, etcd, CoreDNS, containerd and the test peers (cached after the first run)"
-eval "$(hack/testbin.sh cluster minio prometheus thanos)"
+eval "$(hack/testbin.sh cluster minio prometheus thanos local-path-provisioner busybox)"
 mkdir -p "$BIN"
 go build -o "$BIN/cluster" ./hack/cluster
 
@@ -49,6 +50,15 @@ while read -r ref file; do
 	"$BIN/cluster" load "$file"
 done < <(SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0) \
 	go run ./hack/imagebuild -version "$VERSION" -out "$BIN/images")
+
+step "installing the default StorageClass local-path (Rancher's local-path provisioner)"
+# Volumes are directories in the cluster's state directory: `cluster down`
+# removes them with everything else.
+LOCAL_PATH_DIR=$STEVEDORE_CLUSTER_DIR/volumes/local-path
+mkdir -p "$LOCAL_PATH_DIR"
+LOCAL_PATH_DIR=$LOCAL_PATH_DIR envsubst '${LOCAL_PATH_DIR}' <hack/demo/local-path-storage.yaml |
+	"${KUBECTL[@]}" apply --server-side --force-conflicts -f - >/dev/null
+"${KUBECTL[@]}" -n local-path-storage rollout status deployment/local-path-provisioner --timeout=3m
 
 step "installing the operator (config/default) in stevedore-system"
 "${KUBECTL[@]}" kustomize config/default |
