@@ -38,6 +38,17 @@ manifests: ## Generate CRD and RBAC manifests from markers.
 		paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
+# Version of the OLM bundle in bundle/ (hack/bundle's test checks it against
+# these defaults); a release writes its own with BUNDLE_VERSION and
+# BUNDLE_DIR. hack/bundle is a Go module of its own (see its go.mod).
+REGISTRY ?= ghcr.io/stevedore-dev
+BUNDLE_VERSION ?= 0.1.0
+BUNDLE_DIR ?= bundle
+
+.PHONY: bundle
+bundle: ## Generate the OLM bundle (bundle/, bundle.Dockerfile) from config/.
+	cd hack/bundle && go run . -root $(CURDIR) -registry $(REGISTRY) -version $(BUNDLE_VERSION) -out $(abspath $(BUNDLE_DIR))
+
 .PHONY: proto
 proto: ## Regenerate the StoreAPI Go code from internal/**/*.proto.
 	@PROTOC=$$(command -v protoc || hack/testbin.sh protoc | sed -n 's/^export PROTOC=//p'); \
@@ -71,6 +82,7 @@ testbin: ## Provision the real test servers (cached by version).
 .PHONY: test
 test: ## Run every test: unit, envtest, integration (real MinIO/Prometheus/memcached/Thanos), then the e2e suite on a real cluster.
 	$(TESTBIN_ENV) && go test $(GOTEST_FLAGS) ./...
+	cd hack/bundle && go test $(GOTEST_FLAGS) ./...
 	hack/e2e.sh
 
 .PHONY: e2e
