@@ -4,6 +4,7 @@
 // the same manager and agent images for users who have Docker.
 //
 //	go run ./hack/imagebuild [-version V] [-registry R] [-out bin/images] [-only agent,manager,...]
+//	                         [-format docker|oci] [-platforms linux/amd64,linux/arm64]
 //	                         [-prometheus PATH] [-minio PATH] [-thanos PATH]
 //	                         [-busybox PATH] [-local-path-provisioner PATH]
 //
@@ -54,6 +55,26 @@
 // which `docker load -i` and `ctr -n k8s.io images import` both accept; ctr
 // creates one image per RepoTag.
 //
+// Release archives (-format oci, make release-images): with
+//
+//	-format oci -platforms linux/amd64,linux/arm64 -only manager,agent
+//
+// it builds each binary once per platform (GOOS/GOARCH, CGO_ENABLED=0, the
+// same -ldflags), assembles one image per platform on the same base layer
+// (it holds no binaries) with the config's os and architecture set, and
+// writes one OCI image layout tarball ("oci-archive") per image,
+// <repo>-<tag>.oci.tar: oci-layout, index.json and blobs/sha256/. index.json
+// points to an image index (application/vnd.oci.image.index.v1+json) that
+// lists every platform's manifest with its platform; its entry carries
+// org.opencontainers.image.ref.name=<tag> and io.containerd.image.name=<full
+// reference>, which `ctr images import`, `docker load` (Docker 25 or later)
+// and `skopeo copy oci-archive:FILE docker://...` go by (with --all, skopeo
+// copies the whole index, not only the host's platform).
+// The pause image can be cross-built too; the test peers are made from
+// host-provided linux/amd64 binaries, so they refuse other platforms. The
+// default stays -format docker -platforms linux/amd64, which the local
+// cluster imports; -format docker holds one platform.
+//
 // Builds are reproducible: every timestamp is $SOURCE_DATE_EPOCH (default 0).
 // Each tarball is written to a temporary file and renamed into place. The
 // images' primary references and files are printed on stdout, one "REF FILE"
@@ -85,6 +106,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/stevedore-dev/stevedore/internal/version"
 )
@@ -116,6 +138,8 @@ type options struct {
 	Created   time.Time         // every timestamp in the images
 	Log       io.Writer         // progress
 	GoCommand string            // the go tool; "go" when empty
+	Platforms []string          // os/arch targets (-platforms); linux/amd64 when empty
+	Format    string            // formatDocker (when empty) or formatOCI
 }
 
 // result is one written image.
@@ -300,7 +324,8 @@ func main() {
 	fs := flag.NewFlagSet("imagebuild", flag.ExitOnError)
 	fs.Usage = func() {
 		_, _ = fmt.Fprintf(fs.Output(), "Usage: go run ./hack/imagebuild [flags]\n\n"+
-			"Builds Stevedore's images as docker-archive tarballs without a Docker engine.\n"+
+			"Builds Stevedore's images as docker-archive tarballs (or, with -format oci,\n"+
+			"multi-platform OCI image layout tarballs) without a Docker engine.\n"+
 			"Prints one \"REF FILE\" line per image on stdout.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -312,6 +337,8 @@ func main() {
 	fs.StringVar(&opts.Repo, "repo", defaultRepo, "Repository prefix of the pause and test peer image references.")
 	fs.StringVar(&opts.CABundle, "ca-bundle", defaultCA, "Host CA bundle to copy into the base layer.")
 	fs.StringVar(&opts.Root, "root", "", "Module root (default: found with `go env GOMOD`).")
+	platforms := fs.String("platforms", defaultPlatform.String(), "Comma-separated platforms of the images: "+supportedPlatformNames()+" (more than one needs -format oci; test peers are linux/amd64 only).")
+	fs.StringVar(&opts.Format, "format", formatDocker, "Tarball format: docker (docker-archive <repo>.tar, one platform) or oci (OCI image layout <repo>-<tag>.oci.tar with an index of every platform).")
 	only := fs.String("only", "", "Comma-separated images to build: manager,agent,pause,prometheus,minio,thanos,busybox,local-path-provisioner (default: manager, agent, pause and every peer whose binary is given).")
 	for _, p := range peerDefs {
 		fs.Func(p.key, fmt.Sprintf("Static %s binary for the stevedore-test-%s image (default $%s).", p.key, p.key, p.env), func(s string) error {
@@ -332,6 +359,7 @@ func main() {
 	if *only != "" {
 		opts.Only = strings.Split(*only, ",")
 	}
+	opts.Platforms = strings.Split(*platforms, ",")
 	created, err := sourceDateEpoch()
 	if err != nil {
 		fatal(err)
@@ -390,6 +418,22 @@ func run(ctx context.Context, opts options) ([]result, error) {
 	}
 	if opts.CABundle == "" {
 		opts.CABundle = defaultCA
+	}
+	if opts.Format == "" {
+		opts.Format = formatDocker
+	}
+	plats, err := parsePlatforms(opts.Platforms)
+	if err != nil {
+		return nil, err
+	}
+	switch opts.Format {
+	case formatDocker:
+		if len(plats) > 1 {
+			return nil, fmt.Errorf("-format docker holds one platform per tarball, not %d: use -format oci for -platforms %s", len(plats), strings.Join(opts.Platforms, ","))
+		}
+	case formatOCI:
+	default:
+		return nil, fmt.Errorf("-format %q: want %s or %s", opts.Format, formatDocker, formatOCI)
 	}
 	if opts.Root == "" {
 		root, err := moduleRoot(ctx, opts.GoCommand)
@@ -514,6 +558,10 @@ func selectSpecs(opts options) ([]imageSpec, error) {
 			return nil, fmt.Errorf("-only: unknown image %q (known: %s)", k, strings.Join(known, ","))
 		}
 	}
+	plats, err := parsePlatforms(opts.Platforms)
+	if err != nil {
+		return nil, err
+	}
 	var specs []imageSpec
 	for _, s := range all {
 		switch {
@@ -531,6 +579,11 @@ func selectSpecs(opts options) ([]imageSpec, error) {
 			continue // peer binary not provisioned: skipped by default
 		}
 		if s.hostBin != "" {
+			for _, p := range plats {
+				if p != defaultPlatform {
+					return nil, fmt.Errorf("image %s is made from a host-provided %s binary and cannot be built for %s: leave it out (-only manager,agent for a release) or use -platforms %s", s.key, defaultPlatform, p, defaultPlatform)
+				}
+			}
 			if err := checkStaticBinary(s.hostBin); err != nil {
 				return nil, err
 			}
@@ -571,14 +624,18 @@ func peerTag(key, bin string) string {
 
 // checkStaticBinary refuses what cannot run on the base image: anything but a
 // statically linked linux/amd64 ELF executable.
-func checkStaticBinary(p string) error {
+func checkStaticBinary(p string) error { return checkStaticBinaryFor(p, defaultPlatform) }
+
+// checkStaticBinaryFor refuses anything but a statically linked 64-bit ELF
+// executable for plat.
+func checkStaticBinaryFor(p string, plat platform) error {
 	f, err := elf.Open(p)
 	if err != nil {
 		return fmt.Errorf("%s: not a linux executable: %w", p, err)
 	}
 	defer func() { _ = f.Close() }()
-	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {
-		return fmt.Errorf("%s: not an amd64 binary (%v %v)", p, f.Class, f.Machine)
+	if f.Class != elf.ELFCLASS64 || f.Machine != plat.Machine {
+		return fmt.Errorf("%s: not an %s binary (%v %v)", p, plat.Arch, f.Class, f.Machine)
 	}
 	for _, prog := range f.Progs {
 		if prog.Type == elf.PT_INTERP {
@@ -588,8 +645,8 @@ func checkStaticBinary(p string) error {
 	return nil
 }
 
-// buildImage builds (or takes) the binary of s, assembles the image and writes
-// its tarball.
+// buildImage builds (or takes) the binary of s for each platform, assembles
+// the images and writes their tarball in opts.Format.
 func buildImage(ctx context.Context, opts options, work string, base v1.Layer, s imageSpec) (result, error) {
 	registry := s.registry
 	if registry == "" {
@@ -607,18 +664,71 @@ func buildImage(ctx context.Context, opts options, work string, base v1.Layer, s
 		}
 		aliases = append(aliases, t)
 	}
+	refs := append([]name.Tag{ref}, aliases...)
+	plats, err := parsePlatforms(opts.Platforms)
+	if err != nil {
+		return result{}, err
+	}
+
+	if opts.Format != formatOCI {
+		img, err := assembleImage(ctx, opts, work, base, s, plats[0], false)
+		if err != nil {
+			return result{}, err
+		}
+		final := filepath.Join(opts.Out, s.repo+".tar")
+		if err := writeTarball(final, refs, img); err != nil {
+			return result{}, err
+		}
+		return result{Key: s.key, Ref: ref, Aliases: aliases, File: final}, nil
+	}
+
+	var images []platformImage
+	for _, p := range plats {
+		img, err := assembleImage(ctx, opts, work, base, s, p, true)
+		if err != nil {
+			return result{}, fmt.Errorf("%s: %w", p, err)
+		}
+		images = append(images, platformImage{platform: p, image: img})
+	}
+	annotations := imageLabels(opts, s)
+	annotations[annotationCreated] = opts.Created.Format(time.RFC3339)
+	final := filepath.Join(opts.Out, s.repo+"-"+s.tag+".oci.tar")
+	err = writeAtomic(final, func(w io.Writer) error {
+		return writeOCIArchive(w, refs, annotations, opts.Created, images)
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return result{Key: s.key, Ref: ref, Aliases: aliases, File: final}, nil
+}
+
+// assembleImage builds (or takes) the binary of s for p and assembles its
+// image: the base layer plus a layer with the binary and s's extras. With
+// oci, the manifest, config and layers have OCI media types.
+func assembleImage(ctx context.Context, opts options, work string, base v1.Layer, s imageSpec, p platform, oci bool) (v1.Image, error) {
+	file := s.key // work file names; a docker-archive has one platform
+	if oci {
+		file += "-" + p.OS + "-" + p.Arch
+	}
 	bin := s.hostBin
 	if s.pkg != "" {
-		bin = filepath.Join(work, s.key)
-		_, _ = fmt.Fprintf(opts.Log, "imagebuild: go build %s\n", s.pkg)
+		bin = filepath.Join(work, file)
+		if oci {
+			_, _ = fmt.Fprintf(opts.Log, "imagebuild: go build %s (%s)\n", s.pkg, p)
+		} else {
+			_, _ = fmt.Fprintf(opts.Log, "imagebuild: go build %s\n", s.pkg)
+		}
 		cmd := exec.CommandContext(ctx, opts.GoCommand, "build", "-trimpath", "-ldflags", s.ldflags, "-o", bin, s.pkg)
 		cmd.Dir = opts.Root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Arch)
 		cmd.Stdout = opts.Log
 		cmd.Stderr = opts.Log
 		if err := cmd.Run(); err != nil {
-			return result{}, fmt.Errorf("go build %s: %w", s.pkg, err)
+			return nil, fmt.Errorf("go build %s: %w", s.pkg, err)
 		}
+	}
+	if err := checkStaticBinaryFor(bin, p); err != nil {
+		return nil, err
 	}
 
 	app := newLayer()
@@ -626,26 +736,30 @@ func buildImage(ctx context.Context, opts options, work string, base v1.Layer, s
 	if s.extra != nil {
 		s.extra(app)
 	}
-	appLayer, err := app.write(filepath.Join(work, s.key+".tar.gz"), opts.Created)
+	appLayer, err := app.write(filepath.Join(work, file+".tar.gz"), opts.Created)
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
 
+	var layerType types.MediaType // the layer's own (docker) type when empty
+	if oci {
+		layerType = types.OCILayer
+	}
 	created := v1.Time{Time: opts.Created}
 	img, err := mutate.Append(empty.Image,
-		mutate.Addendum{Layer: base, History: v1.History{Created: created, CreatedBy: "imagebuild: distroless-style static base (nonroot 65532, /tmp, CA certificates)", Comment: "hack/imagebuild"}},
-		mutate.Addendum{Layer: appLayer, History: v1.History{Created: created, CreatedBy: "imagebuild: COPY " + s.binPath, Comment: "hack/imagebuild"}},
+		mutate.Addendum{Layer: base, MediaType: layerType, History: v1.History{Created: created, CreatedBy: "imagebuild: distroless-style static base (nonroot 65532, /tmp, CA certificates)", Comment: "hack/imagebuild"}},
+		mutate.Addendum{Layer: appLayer, MediaType: layerType, History: v1.History{Created: created, CreatedBy: "imagebuild: COPY " + s.binPath, Comment: "hack/imagebuild"}},
 	)
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
 	cf = cf.DeepCopy()
-	cf.Architecture = "amd64"
-	cf.OS = "linux"
+	cf.Architecture = p.Arch
+	cf.OS = p.OS
 	cf.Created = created
 	cfg := s.config
 	cfg.User = s.user
@@ -656,32 +770,43 @@ func buildImage(ctx context.Context, opts options, work string, base v1.Layer, s
 		cfg.WorkingDir = "/"
 	}
 	cfg.Env = []string{defaultPath, sslCertFileEnv}
-	cfg.Labels = map[string]string{
+	cfg.Labels = imageLabels(opts, s)
+	cf.Config = cfg
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, err
+	}
+	if oci {
+		img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
+	}
+	return img, nil
+}
+
+// imageLabels are the labels of s's image config (and the annotations of
+// its OCI image index).
+func imageLabels(opts options, s imageSpec) map[string]string {
+	labels := map[string]string{
 		"org.opencontainers.image.title":       s.title,
 		"org.opencontainers.image.description": s.description,
 		"org.opencontainers.image.source":      s.source,
 		"org.opencontainers.image.version":     s.version,
 	}
 	if opts.Revision != "" && s.pkg != "" {
-		cfg.Labels["org.opencontainers.image.revision"] = opts.Revision
+		labels["org.opencontainers.image.revision"] = opts.Revision
 	}
-	cf.Config = cfg
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return result{}, err
-	}
-
-	final := filepath.Join(opts.Out, s.repo+".tar")
-	if err := writeTarball(final, append([]name.Tag{ref}, aliases...), img); err != nil {
-		return result{}, err
-	}
-	return result{Key: s.key, Ref: ref, Aliases: aliases, File: final}, nil
+	return labels
 }
 
 // writeTarball writes img as a docker-archive tarball tagged with every ref,
 // in that order, to a temporary file next to final and renames it into place,
 // so a reader never sees half a tarball.
 func writeTarball(final string, refs []name.Tag, img v1.Image) error {
+	return writeAtomic(final, func(w io.Writer) error { return writeDockerArchive(w, refs, img) })
+}
+
+// writeAtomic writes final through write into a temporary file next to it,
+// mode 0644, and renames it into place.
+func writeAtomic(final string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(final), "."+filepath.Base(final)+".*.tmp")
 	if err != nil {
 		return err
@@ -695,7 +820,7 @@ func writeTarball(final string, refs []name.Tag, img v1.Image) error {
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := writeDockerArchive(bw, refs, img); err != nil {
+	if err := write(bw); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
