@@ -111,6 +111,18 @@ demo-down: ## Tear down the demo cluster.
 run-down: ## Stop what `KEEP=1 make run` left running.
 	-@for p in bin/local/manager.pid bin/local/localcp.pid; do [ -f $$p ] && kill $$(cat $$p); rm -f $$p; done
 
+# Release image archives: $(DIST)/images/stevedore-{manager,agent}-$(VERSION).oci.tar,
+# each an OCI image layout whose index lists linux/amd64 and linux/arm64
+# (skopeo copy --all oci-archive:FILE docker://REF pushes both). Timestamps
+# are the last commit's time unless SOURCE_DATE_EPOCH is set.
+DIST ?= dist
+
+.PHONY: release-images
+release-images: ## Build the manager and agent for linux/amd64 and linux/arm64 as OCI archives into $(DIST)/images/ (VERSION=vX.Y.Z).
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} \
+		go run ./hack/imagebuild -format oci -platforms linux/amd64,linux/arm64 -only manager,agent \
+		-registry $(REGISTRY) -version $(VERSION) -revision "$$(git rev-parse HEAD 2>/dev/null)" -out $(DIST)/images
+
 ##@ Images
 
 # Images for the test peers are made from the static binaries hack/testbin.sh
