@@ -108,10 +108,20 @@ func setup(mgr ctrl.Manager, opts Options) (*reconcilers, error) {
 }
 
 // CacheOptions limit what the manager caches: of all pods only those the
-// operator renders (it watches them for agent status), not every pod of the cluster.
-func CacheOptions() cache.Options {
+// operator renders (it watches them for agent status), not every pod of the
+// cluster; and, when namespaces are given, only objects in those namespaces
+// (namespace-scoped mode: the manager then needs Roles only there). No
+// namespaces means every namespace.
+func CacheOptions(namespaces ...string) cache.Options {
 	sel := labels.SelectorFromSet(labels.Set{labelName: "stevedore"})
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Pod{}: {Label: sel},
 	}}
+	if len(namespaces) > 0 {
+		opts.DefaultNamespaces = make(map[string]cache.Config, len(namespaces))
+		for _, ns := range namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
 }

@@ -32,6 +32,7 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr string
+		watchNamespaces        string
 		leaderElect            bool
 		showVersion            bool
 		opts                   controllers.Options
@@ -42,6 +43,7 @@ func run() error {
 	flag.StringVar(&opts.AgentImage, "agent-image", version.AgentImage(), "Default image of the Stevedore agent (<registry>/stevedore-agent:<version> of this build).")
 	flag.DurationVar(&opts.StatusPollInterval, "status-poll-interval", 15*time.Second, "How often agent status is polled into resource status.")
 	flag.DurationVar(&opts.StatusTimeout, "status-timeout", 2*time.Second, "Timeout of one agent status request.")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch (namespace-scoped mode); empty watches all namespaces.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -49,6 +51,10 @@ func run() error {
 	if showVersion {
 		fmt.Println("manager", version.Get())
 		return nil
+	}
+	namespaces, err := controllers.ParseWatchNamespaces(watchNamespaces)
+	if err != nil {
+		return fmt.Errorf("--watch-namespaces: %w", err)
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
@@ -59,7 +65,7 @@ func run() error {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  controllers.CacheOptions(namespaces...),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
@@ -77,7 +83,7 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	log.Info("starting manager", "version", version.Get())
+	log.Info("starting manager", "version", version.Get(), "watchNamespaces", namespaces)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}
