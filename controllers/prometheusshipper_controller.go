@@ -34,6 +34,7 @@ const indexScrapeConfigMap = "spec.prometheus.scrapeConfig.configMapRef.name"
 // StatefulSet with the agent sidecar, and reports shipping state from the agents.
 type PrometheusShipperReconciler struct {
 	client     client.Client
+	reader     client.Reader // uncached: PVCs and StorageClasses of pending pods
 	apply      *applier
 	status     statusWriter
 	poller     *statusPoller
@@ -100,7 +101,7 @@ func (r *PrometheusShipperReconciler) reconcile(ctx context.Context, s *shipperS
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.updateStatus(p, pods, r.poller.observe(p, pods))
+	r.updateStatus(p, pods, r.poller.observe(p, pods), diagnosePods(ctx, r.reader, pods, shipperHints))
 	return ctrl.Result{RequeueAfter: r.interval}, nil
 }
 

@@ -56,7 +56,9 @@ type reconcilers struct {
 	storeGateway *StoreGatewayReconciler
 }
 
-func newReconcilers(c client.Client, scheme *runtime.Scheme, rec func(name string) events.EventRecorder, opts Options, m *metrics) *reconcilers {
+// reader reads what the manager does not cache (the PVCs and StorageClasses
+// of pending pods) straight from the API server.
+func newReconcilers(c client.Client, reader client.Reader, scheme *runtime.Scheme, rec func(name string) events.EventRecorder, opts Options, m *metrics) *reconcilers {
 	ap := newApplier(c, scheme, m)
 	return &reconcilers{
 		bucket: &BucketReconciler{
@@ -68,6 +70,7 @@ func newReconcilers(c client.Client, scheme *runtime.Scheme, rec func(name strin
 		},
 		shipper: &PrometheusShipperReconciler{
 			client:     c,
+			reader:     reader,
 			apply:      ap,
 			status:     statusWriter{client: c, recorder: rec("prometheusshipper-controller"), metrics: m, kind: "PrometheusShipper"},
 			poller:     newStatusPoller("sidecar", opts.PodAddress, opts.StatusTimeout, opts.StatusPollInterval, m),
@@ -76,6 +79,7 @@ func newReconcilers(c client.Client, scheme *runtime.Scheme, rec func(name strin
 		},
 		storeGateway: &StoreGatewayReconciler{
 			client:     c,
+			reader:     reader,
 			apply:      ap,
 			status:     statusWriter{client: c, recorder: rec("storegateway-controller"), metrics: m, kind: "StoreGateway"},
 			poller:     newStatusPoller("store", opts.PodAddress, opts.StatusTimeout, opts.StatusPollInterval, m),
@@ -94,7 +98,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 func setup(mgr ctrl.Manager, opts Options) (*reconcilers, error) {
 	opts.defaults()
 	m := newMetrics(opts.Registerer)
-	rs := newReconcilers(mgr.GetClient(), mgr.GetScheme(), func(name string) events.EventRecorder { return mgr.GetEventRecorder(name) }, opts, m)
+	rs := newReconcilers(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), func(name string) events.EventRecorder { return mgr.GetEventRecorder(name) }, opts, m)
 	if err := rs.bucket.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Bucket controller: %w", err)
 	}

@@ -1,7 +1,9 @@
 package controllers
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,13 +16,16 @@ import (
 )
 
 // updateStatus computes per-replica shipping state and the Ready,
-// PrometheusHealthy and Shipping conditions from the last agent observations.
-func (r *PrometheusShipperReconciler) updateStatus(p *v1alpha1.PrometheusShipper, pods []corev1.Pod, obs map[string]observation) {
+// PrometheusHealthy and Shipping conditions from the last agent observations
+// and, for pods that are not ready, from what keeps them from running.
+func (r *PrometheusShipperReconciler) updateStatus(p *v1alpha1.PrometheusShipper, pods []corev1.Pod, obs map[string]observation, problems map[string]*podProblem) {
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	st := &p.Status
 	st.Replicas = nil
 	st.ReadyReplicas, st.Uploaded, st.Pending, st.Failed, st.LastUploadTime = 0, 0, 0, 0, nil
 	var unreachable, promDown, uploadErrs, disabled []string
+	var podProblems []*podProblem // of pods whose agent does not report, or that fail
+	var agentDown []string        // pods without a problem of their own whose agent does not report
 	reporting := 0
 	for _, pod := range pods {
 		if pod.DeletionTimestamp != nil {
@@ -28,14 +33,23 @@ func (r *PrometheusShipperReconciler) updateStatus(p *v1alpha1.PrometheusShipper
 		}
 		rs := v1alpha1.ShipperReplicaStatus{Pod: pod.Name}
 		o := obs[pod.Name]
+		pp := problems[pod.Name]
+		agentReports := o.Err == nil && o.Status != nil && o.Status.Sidecar != nil
+		if pp != nil && (!pp.starting() || !agentReports) {
+			podProblems = append(podProblems, pp)
+		}
 		switch {
+		case pp != nil && !agentReports:
+			// The pod's own state says more than the agent (that may not run at all).
+			rs.LastError = podProblemDetail(pp, o)
+			unreachable = append(unreachable, rs.LastError)
 		case o.Err != nil:
 			rs.LastError = "agent status: " + o.Err.Error()
-			unreachable = append(unreachable, fmt.Sprintf("pod %s: %v", pod.Name, o.Err))
+			agentDown = append(agentDown, fmt.Sprintf("pod %s: %v", pod.Name, o.Err))
 		case o.Status == nil:
-			unreachable = append(unreachable, fmt.Sprintf("pod %s: waiting for the first agent status", pod.Name))
+			agentDown = append(agentDown, fmt.Sprintf("pod %s: waiting for the first agent status", pod.Name))
 		case o.Status.Sidecar == nil:
-			unreachable = append(unreachable, fmt.Sprintf("pod %s: agent is not a sidecar (%s)", pod.Name, o.Status.Component))
+			agentDown = append(agentDown, fmt.Sprintf("pod %s: agent is not a sidecar (%s)", pod.Name, o.Status.Component))
 		default:
 			reporting++
 			s := o.Status.Sidecar
@@ -49,6 +63,9 @@ func (r *PrometheusShipperReconciler) updateStatus(p *v1alpha1.PrometheusShipper
 				rs.LastUploadTime = &metav1.Time{Time: s.LastUploadTime.UTC().Truncate(time.Second)}
 			}
 			rs.LastError = truncate(s.LastError, 1024)
+			if rs.LastError == "" && pp != nil && !pp.starting() {
+				rs.LastError = truncate(pp.Message, 1024)
+			}
 			if !s.PrometheusReachable {
 				promDown = append(promDown, fmt.Sprintf("pod %s: Prometheus at %s is unreachable", pod.Name, s.PrometheusURL))
 			}
@@ -67,6 +84,7 @@ func (r *PrometheusShipperReconciler) updateStatus(p *v1alpha1.PrometheusShipper
 		st.LastUploadTime = maxTime(st.LastUploadTime, rs.LastUploadTime)
 		st.Replicas = append(st.Replicas, rs)
 	}
+	unreachable = append(unreachable, agentDown...)
 
 	want := ptr.Deref(p.Spec.Prometheus.Replicas, 1)
 	switch {
@@ -92,6 +110,13 @@ func (r *PrometheusShipperReconciler) updateStatus(p *v1alpha1.PrometheusShipper
 		r.status.setCondition(p, &st.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonScaledToZero, "replicas is 0"))
 	case st.ReadyReplicas >= want:
 		r.status.setCondition(p, &st.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady, fmt.Sprintf("%d/%d replica(s) ready", st.ReadyReplicas, want)))
+	case len(podProblems) > 0:
+		reason, msg := summarizeProblems(podProblems, maxProblemsInMessage)
+		msg = fmt.Sprintf("%d/%d replica(s) ready: %s", st.ReadyReplicas, want, msg)
+		if others := slices.Concat(agentDown, promDown); len(others) > 0 {
+			msg += "; " + strings.Join(others, "; ")
+		}
+		r.status.setCondition(p, &st.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg))
 	default:
 		msg := fmt.Sprintf("%d/%d replica(s) ready", st.ReadyReplicas, want)
 		if len(unreachable)+len(promDown) > 0 {
@@ -99,6 +124,18 @@ func (r *PrometheusShipperReconciler) updateStatus(p *v1alpha1.PrometheusShipper
 		}
 		r.status.setCondition(p, &st.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNotReady, msg))
 	}
+}
+
+// maxProblemsInMessage bounds the distinct pod problems a condition lists.
+const maxProblemsInMessage = 3
+
+// podProblemDetail is the per-pod detail of a pod problem; a pod that is only
+// starting also says what its agent answered, unless it has no address yet.
+func podProblemDetail(pp *podProblem, o observation) string {
+	if pp.starting() && o.Err != nil && !errors.Is(o.Err, errNoAddress) {
+		return truncate(pp.Message+"; agent status: "+o.Err.Error(), 1024)
+	}
+	return truncate(pp.Message, 1024)
 }
 
 func waitingMessage(pods int, unreachable []string) string {

@@ -14,8 +14,9 @@ import (
 )
 
 // updateStatus computes per-shard sync state and the Ready and Synced
-// conditions from the last agent observations.
-func (r *StoreGatewayReconciler) updateStatus(g *v1alpha1.StoreGateway, pods []corev1.Pod, obs map[string]observation) {
+// conditions from the last agent observations and, for pods that are not
+// ready, from what keeps them from running.
+func (r *StoreGatewayReconciler) updateStatus(g *v1alpha1.StoreGateway, pods []corev1.Pod, obs map[string]observation, problems map[string]*podProblem) {
 	n := g.ShardCount()
 	byShard := make([][]corev1.Pod, n)
 	for _, p := range pods {
@@ -33,9 +34,13 @@ func (r *StoreGatewayReconciler) updateStatus(g *v1alpha1.StoreGateway, pods []c
 		readyShards                            int32
 		syncErrs, unreachable, syncing, nopods []string
 		syncedShards                           int32
+		podProblems                            []*podProblem // of shards without a ready replica
 	)
 	for k := range n {
-		ss := shardStatus(k, byShard[k], obs)
+		ss := shardStatus(k, byShard[k], obs, problems)
+		if ss.ReadyReplicas == 0 {
+			podProblems = append(podProblems, ss.problems...)
+		}
 		st.Shards[k] = ss.ShardStatus
 		if ss.ReadyReplicas > 0 {
 			readyShards++
@@ -77,6 +82,9 @@ func (r *StoreGatewayReconciler) updateStatus(g *v1alpha1.StoreGateway, pods []c
 	switch {
 	case readyShards == n && synced.Status == metav1.ConditionTrue:
 		r.status.setCondition(g, &st.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady, fmt.Sprintf("all %d shard(s) serving", n)))
+	case readyShards < n && len(podProblems) > 0:
+		reason, msg := summarizeProblems(podProblems, maxProblemsInMessage)
+		r.status.setCondition(g, &st.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, fmt.Sprintf("%d/%d shard(s) have a ready replica: %s", readyShards, n, msg)))
 	case readyShards < n:
 		r.status.setCondition(g, &st.Conditions, condition(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNotReady, fmt.Sprintf("%d/%d shard(s) have a ready replica", readyShards, n)))
 	default:
@@ -89,17 +97,27 @@ type shardSummary struct {
 	reporting int  // replicas whose agent answered the last poll
 	synced    bool // some replica finished its initial sync without error
 	syncErr   string
+	problems  []*podProblem // of replicas that fail, or are starting with no agent status
 }
 
 // shardStatus folds the replicas of one shard: blocks is the smallest count,
 // last sync the oldest, so the shard is described by its least advanced replica.
-func shardStatus(k int32, pods []corev1.Pod, obs map[string]observation) shardSummary {
+func shardStatus(k int32, pods []corev1.Pod, obs map[string]observation, problems map[string]*podProblem) shardSummary {
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	ss := shardSummary{ShardStatus: v1alpha1.ShardStatus{Shard: k}}
 	first := true
 	var errs []string
 	for _, p := range pods {
 		o := obs[p.Name]
+		pp := problems[p.Name]
+		agentReports := o.Err == nil && o.Status != nil && o.Status.Store != nil
+		if pp != nil && (!pp.starting() || !agentReports) {
+			ss.problems = append(ss.problems, pp)
+			errs = append(errs, podProblemDetail(pp, o))
+		}
+		if pp != nil && !agentReports {
+			continue
+		}
 		if o.Err != nil {
 			errs = append(errs, fmt.Sprintf("pod %s: agent status: %v", p.Name, o.Err))
 			continue

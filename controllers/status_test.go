@@ -44,7 +44,7 @@ func TestStoreGatewayStatus(t *testing.T) {
 		"s-shard-0-1": storeObs(true, 8, t0, 2000_000, 8000_000, ""),
 		"s-shard-1-0": storeObs(true, 5, t0.Add(2*time.Minute), 500_000, 9500_000, ""),
 	}
-	r.updateStatus(g, pods, obs)
+	r.updateStatus(g, pods, obs, nil)
 	st := g.Status
 	if st.ReadyShards != "2/2" || st.Blocks != 8+5 {
 		t.Errorf("readyShards %q blocks %d, want 2/2 and 13 (the least advanced replica per shard)", st.ReadyShards, st.Blocks)
@@ -63,7 +63,7 @@ func TestStoreGatewayStatus(t *testing.T) {
 
 	// Shard 1 loses its bucket: Synced turns False with the agent's error.
 	obs["s-shard-1-0"] = storeObs(false, 5, t0.Add(2*time.Minute), 500_000, 9500_000, "sync: list bucket: connection refused")
-	r.updateStatus(g, pods, obs)
+	r.updateStatus(g, pods, obs, nil)
 	c := meta.FindStatusCondition(g.Status.Conditions, v1alpha1.ConditionSynced)
 	if c.Status != metav1.ConditionFalse || c.Reason != ReasonSyncFailed || !strings.Contains(c.Message, "shard 1: pod s-shard-1-0: sync: list bucket: connection refused") {
 		t.Errorf("Synced: %+v", c)
@@ -77,7 +77,7 @@ func TestStoreGatewayStatus(t *testing.T) {
 
 	// An agent that does not answer: Unknown, with the poll error.
 	obs["s-shard-1-0"] = observation{Err: errors.New("get agent status: context deadline exceeded")}
-	r.updateStatus(g, pods, obs)
+	r.updateStatus(g, pods, obs, nil)
 	c = meta.FindStatusCondition(g.Status.Conditions, v1alpha1.ConditionSynced)
 	if c.Status != metav1.ConditionUnknown || c.Reason != ReasonAgentUnreachable || !strings.Contains(c.Message, "deadline exceeded") {
 		t.Errorf("Synced: %+v", c)
@@ -99,7 +99,7 @@ func TestShipperStatus(t *testing.T) {
 		}}}
 	}
 	obs := map[string]observation{"p-0": sidecar(3, 1, true, ""), "p-1": sidecar(2, 0, true, "")}
-	r.updateStatus(p, pods, obs)
+	r.updateStatus(p, pods, obs, nil)
 	st := p.Status
 	if st.ReadyReplicas != 2 || st.Uploaded != 5 || st.Pending != 1 || len(st.Replicas) != 2 || st.Replicas[0].Pod != "p-0" {
 		t.Errorf("status: %+v", st)
@@ -113,7 +113,7 @@ func TestShipperStatus(t *testing.T) {
 		}
 	}
 	obs["p-1"] = sidecar(2, 4, false, "upload 01J...: connection refused")
-	r.updateStatus(p, pods, obs)
+	r.updateStatus(p, pods, obs, nil)
 	for ct, reason := range map[string]string{
 		v1alpha1.ConditionReady:             ReasonNotReady,
 		v1alpha1.ConditionPrometheusHealthy: ReasonPrometheusDown,

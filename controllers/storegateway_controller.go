@@ -37,6 +37,7 @@ import (
 // state from their agents.
 type StoreGatewayReconciler struct {
 	client     client.Client
+	reader     client.Reader // uncached: PVCs and StorageClasses of pending pods
 	apply      *applier
 	status     statusWriter
 	poller     *statusPoller
@@ -97,7 +98,7 @@ func (r *StoreGatewayReconciler) reconcile(ctx context.Context, s *storeGatewayS
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.updateStatus(g, pods, r.poller.observe(g, pods))
+	r.updateStatus(g, pods, r.poller.observe(g, pods), diagnosePods(ctx, r.reader, pods, storeGatewayHints))
 	return ctrl.Result{RequeueAfter: r.interval}, nil
 }
 
