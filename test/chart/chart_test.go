@@ -412,16 +412,22 @@ func TestRenderModes(t *testing.T) {
 			manager, agent string
 		}{
 			{
-				set:     []string{"--set", "image.registry=localhost:5000/dev", "--set", "image.tag=v9.9.9-dev", "--set", "agentImage.registry=localhost:5000/dev"},
-				manager: "localhost:5000/dev/stevedore-manager:v9.9.9-dev", agent: "localhost:5000/dev/stevedore-agent:" + appVersion,
+				set:     []string{"--set", "image.registry=localhost:5000/dev", "--set", "image.tag=v9.9.9-dev", "--set", "agentImage.registry=localhost:5000/agents", "--set", "agentImage.tag=v1.0.0"},
+				manager: "localhost:5000/dev/stevedore-manager:v9.9.9-dev", agent: "localhost:5000/agents/stevedore-agent:v1.0.0",
 			},
 			{
-				set:     []string{"--set", "image.registry=", "--set", "agentImage.registry=", "--set", "agentImage.tag=latest"},
+				// How the e2e suite installs locally built images: the agent follows the manager.
+				set:     []string{"--set", "image.registry=example.test/dev", "--set", "image.tag=v0.0.0-12-gabcdef"},
+				manager: "example.test/dev/stevedore-manager:v0.0.0-12-gabcdef", agent: "example.test/dev/stevedore-agent:v0.0.0-12-gabcdef",
+			},
+			{
+				set:     []string{"--set", "image.registry=", "--set", "agentImage.tag=latest"},
 				manager: "stevedore-manager:" + appVersion, agent: "stevedore-agent:latest",
 			},
 			{
-				set:     []string{"--set", "image.digest=sha256:" + strings.Repeat("a", 64), "--set", "image.tag=ignored"},
-				manager: "ghcr.io/stevedore-dev/stevedore-manager@sha256:" + strings.Repeat("a", 64), agent: "ghcr.io/stevedore-dev/stevedore-agent:" + appVersion,
+				// The digest wins over the tag, and is the manager's alone.
+				set:     []string{"--set", "image.digest=sha256:" + strings.Repeat("a", 64), "--set", "image.tag=v2.0.0"},
+				manager: "ghcr.io/stevedore-dev/stevedore-manager@sha256:" + strings.Repeat("a", 64), agent: "ghcr.io/stevedore-dev/stevedore-agent:v2.0.0",
 			},
 		} {
 			c := container(t, objects(t, render(t, tc.set...)), releaseNS, mgr)

@@ -58,7 +58,7 @@ app.kubernetes.io/part-of: stevedore
 {{/*
 An image reference from {registry, repository, tag, digest}: the digest wins
 over the tag, an empty tag is the chart's appVersion, an empty registry
-leaves the reference without one. Call with (list .Values.image .).
+leaves the reference without one. Call with (list $image .).
 */}}
 {{- define "stevedore.image" -}}
 {{- $img := index . 0 }}
@@ -72,6 +72,18 @@ leaves the reference without one. Call with (list .Values.image .).
 {{- else }}
 {{- printf "%s:%s" $repo (default $root.Chart.AppVersion $img.tag) }}
 {{- end }}
+{{- end }}
+
+{{/* The manager image reference. */}}
+{{- define "stevedore.managerImage" -}}
+{{- include "stevedore.image" (list .Values.image .) }}
+{{- end }}
+
+{{/* The agent image reference (--agent-image): registry and tag default to the manager's. */}}
+{{- define "stevedore.agentImage" -}}
+{{- $a := .Values.agentImage }}
+{{- $img := dict "registry" (default .Values.image.registry $a.registry) "repository" $a.repository "tag" (default .Values.image.tag $a.tag) "digest" $a.digest }}
+{{- include "stevedore.image" (list $img .) }}
 {{- end }}
 
 {{/* The RBAC rules of the manager, generated from the +kubebuilder:rbac markers (files/rules.yaml). */}}
