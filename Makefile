@@ -48,7 +48,6 @@ manifests: ## Generate CRD and RBAC manifests from markers.
 # Version of the OLM bundle in bundle/ (hack/bundle's test checks it against
 # these defaults); a release writes its own with BUNDLE_VERSION and
 # BUNDLE_DIR. hack/bundle is a Go module of its own (see its go.mod).
-REGISTRY ?= ghcr.io/stevedore-dev
 BUNDLE_VERSION ?= 0.1.0
 BUNDLE_DIR ?= bundle
 
@@ -80,6 +79,25 @@ vet: ## Run go vet.
 lint: ## Run golangci-lint.
 	$(GO_TOOL) golangci-lint run ./...
 
+# What the generators write. `make verify` re-runs them and fails when any of
+# these paths then differs from what is committed (or has new files).
+GENERATED := ':(glob)api/**/zz_generated.*.go' ':(glob)internal/**/*.pb.go' config/crd config/rbac \
+	charts/stevedore/crds charts/stevedore/files bundle bundle.Dockerfile
+GENERATORS ?= generate manifests proto bundle
+
+.PHONY: verify
+verify: ## Re-run every generator and fail on drift; go vet, gofmt -s, golangci-lint (CI runs it first).
+	$(MAKE) --no-print-directory $(GENERATORS)
+	@drift=$$(git status --porcelain --untracked-files=all -- $(GENERATED)); \
+	if [ -n "$$drift" ]; then \
+		echo "generated files differ from the commit (run make $(GENERATORS) and commit the result):"; \
+		echo "$$drift"; git --no-pager diff --stat -- $(GENERATED); exit 1; \
+	fi
+	go vet ./...
+	@unformatted=$$(gofmt -s -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt -s formatted (run make fmt):"; echo "$$unformatted"; exit 1; fi
+	$(GO_TOOL) golangci-lint run ./...
+
 ##@ Test
 
 .PHONY: testbin
@@ -87,7 +105,7 @@ testbin: ## Provision the real test servers (cached by version).
 	hack/testbin.sh
 
 .PHONY: test
-test: ## Run every test: unit, envtest, integration (real MinIO/Prometheus/memcached/Thanos), then the e2e suite on a real cluster.
+test: verify ## Run every check: make verify, then unit, envtest, integration (real MinIO/Prometheus/memcached/Thanos), then the e2e suite on a real cluster.
 	$(TESTBIN_ENV) && go test $(GOTEST_FLAGS) ./...
 	cd hack/bundle && go test $(GOTEST_FLAGS) ./...
 	hack/e2e.sh
@@ -117,6 +135,12 @@ demo-down: ## Tear down the demo cluster.
 .PHONY: run-down
 run-down: ## Stop what `KEEP=1 make run` left running.
 	-@for p in bin/local/manager.pid bin/local/localcp.pid; do [ -f $$p ] && kill $$(cat $$p); rm -f $$p; done
+
+##@ Release
+
+.PHONY: release
+release: ## Write dist/: install.yaml, the packaged chart, the OLM bundle and multi-arch image archives (VERSION=vX.Y.Z, REGISTRY=..., IMAGES=0 skips images).
+	VERSION=$(VERSION) REGISTRY=$(REGISTRY) DIST=$(or $(DIST),dist) IMAGES=$(or $(IMAGES),1) hack/release.sh
 
 # Release image archives: $(DIST)/images/stevedore-{manager,agent}-$(VERSION).oci.tar,
 # each an OCI image layout whose index lists linux/amd64 and linux/arm64
