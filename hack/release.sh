@@ -6,7 +6,7 @@
 # writes
 #   $DIST/install.yaml                 CRDs, RBAC, the manager: kubectl apply --server-side -f install.yaml
 #   $DIST/stevedore-<X.Y.Z>.tgz        the Helm chart, version X.Y.Z, appVersion vX.Y.Z
-#   $DIST/bundle/                      the OLM bundle (manifests/, metadata/, bundle.Dockerfile)
+#   $DIST/bundle/, bundle.Dockerfile   the OLM bundle (manifests/, metadata/) and its image build file
 #   $DIST/images/*.oci.tar             manager and agent for linux/amd64 and linux/arm64 (IMAGES=0 skips)
 # with every image reference pinned to $REGISTRY/stevedore-{manager,agent}:$VERSION. Nothing outside
 # $DIST is written, so a release leaves the work tree as it was.
@@ -43,7 +43,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/overlay"
 cat >"$work/overlay/kustomization.yaml" <<EOF
 resources:
-  - $PWD/config/default
+  - $(realpath --relative-to="$work/overlay" config/default)
 images:
   - name: stevedore-manager
     newName: $REGISTRY/stevedore-manager
@@ -80,7 +80,7 @@ echo "release: wrote $DIST/stevedore-$CHART_VERSION.tgz"
 
 # The OLM bundle.
 rm -rf "$DIST/bundle"
-go run ./hack/bundle -registry "$REGISTRY" -version "$CHART_VERSION" -out "$DIST/bundle" >/dev/null
+(cd hack/bundle && go run . -root "$OLDPWD" -registry "$REGISTRY" -version "$CHART_VERSION" -out "$DIST/bundle")
 echo "release: wrote $DIST/bundle"
 
 if [[ $IMAGES == 1 ]]; then

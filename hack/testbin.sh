@@ -154,6 +154,7 @@ for c in "${components[@]}"; do
 	case $c in
 	kube)
 		build kubernetes "kube-$KUBE_VERSION" build_kube
+		echo "export STEVEDORE_KUBE_BIN=$CACHE/kube-$KUBE_VERSION"
 		;;
 	etcd)
 		build etcd "etcd-$ETCD_VERSION" build_etcd
