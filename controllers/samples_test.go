@@ -13,8 +13,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -23,21 +25,39 @@ import (
 	"github.com/stevedore-dev/stevedore/api/v1alpha1"
 )
 
-// TestSamples applies each sample with kubectl, compares every object in the
+// TestSamples applies the samples with kubectl, compares every object in the
 // namespace with a golden file, checks that a second reconcile writes nothing
 // and that every child is owned (controller, blockOwnerDeletion) by its
-// resource. envtest runs no garbage collector, so deletion is proved by the
-// owner references the real garbage collector follows, not by watching the
-// children disappear.
+// resource. The dev samples are applied the way users apply them, the whole
+// directory at once into namespace default (`kubectl apply -f
+// config/samples/`: the Secret and Bucket the files share are identical); the
+// production-shaped ones one file at a time into a namespace each. envtest
+// runs no garbage collector, so deletion is proved by the owner references the
+// real garbage collector follows, not by watching the children disappear.
 func TestSamples(t *testing.T) {
 	requireEnv(t)
 	for _, tc := range []struct {
-		sample string
+		name string
+		// kubectl apply -f <path>, into namespace default when inDefault
+		path      string
+		inDefault bool
 		// owner kind/name of each child, by "Kind/name"
 		children map[string]string
 	}{
 		{
-			sample: "shipper.yaml",
+			name: "dev", path: filepath.Join("..", "config", "samples") + "/", inDefault: true,
+			children: map[string]string{
+				"Secret/metrics-objstore":                "Bucket/metrics",
+				"ConfigMap/prometheus-prometheus-config": "PrometheusShipper/prometheus",
+				"Service/prometheus":                     "PrometheusShipper/prometheus",
+				"StatefulSet/prometheus":                 "PrometheusShipper/prometheus",
+				"Service/store":                          "StoreGateway/store",
+				"StatefulSet/store-shard-0":              "StoreGateway/store",
+				"PodDisruptionBudget/store":              "StoreGateway/store",
+			},
+		},
+		{
+			name: "production-shipper", path: filepath.Join("..", "config", "samples", "production", "shipper.yaml"),
 			children: map[string]string{
 				"Secret/metrics-objstore":                "Bucket/metrics",
 				"ConfigMap/prometheus-prometheus-config": "PrometheusShipper/prometheus",
@@ -46,7 +66,7 @@ func TestSamples(t *testing.T) {
 			},
 		},
 		{
-			sample: "storegateway.yaml",
+			name: "production-storegateway", path: filepath.Join("..", "config", "samples", "production", "storegateway.yaml"),
 			children: map[string]string{
 				"Secret/metrics-objstore":   "Bucket/metrics",
 				"Service/store":             "StoreGateway/store",
@@ -56,9 +76,14 @@ func TestSamples(t *testing.T) {
 			},
 		},
 	} {
-		t.Run(strings.TrimSuffix(tc.sample, ".yaml"), func(t *testing.T) {
-			ns := newNamespace(t)
-			mustKubectl(t, nil, "apply", "-n", ns, "-f", filepath.Join("..", "config", "samples", tc.sample))
+		t.Run(tc.name, func(t *testing.T) {
+			ns := "default"
+			if tc.inDefault {
+				mustKubectl(t, nil, "apply", "-f", tc.path)
+			} else {
+				ns = newNamespace(t)
+				mustKubectl(t, nil, "apply", "-n", ns, "-f", tc.path)
+			}
 
 			// Wait for every expected child, then for the writes to stop.
 			eventually(t, 30*time.Second, "children created", func() error {
@@ -79,7 +104,7 @@ func TestSamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, strings.TrimSuffix(tc.sample, ".yaml"), objs)
+			checkGolden(t, tc.name, objs)
 
 			// Owner references the garbage collector follows when the resource is deleted.
 			for key, u := range objs {
@@ -129,6 +154,49 @@ func TestSamples(t *testing.T) {
 			}
 		})
 	}
+
+	// The dev MinIO of config/samples/minio.yaml (applied above) runs in a
+	// namespace that enforces the restricted Pod Security Standard: the API
+	// server's PodSecurity admission must admit a pod of its template, and
+	// refuse one that allows privilege escalation (so the check can fail).
+	t.Run("minio-pod-security-restricted", func(t *testing.T) {
+		var nsObj corev1.Namespace
+		if err := k8s.Get(context.Background(), client.ObjectKey{Name: "minio"}, &nsObj); err != nil {
+			t.Fatalf("namespace minio from minio.yaml: %v", err)
+		}
+		if got := nsObj.Labels["pod-security.kubernetes.io/enforce"]; got != "restricted" {
+			t.Fatalf("namespace minio: pod-security.kubernetes.io/enforce=%q, want restricted", got)
+		}
+		var d appsv1.Deployment
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: "minio", Name: "minio"}, &d); err != nil {
+			t.Fatalf("deployment minio: %v", err)
+		}
+		var pvc corev1.PersistentVolumeClaim
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: "minio", Name: "minio-data"}, &pvc); err != nil {
+			t.Fatalf("pvc minio-data: %v", err)
+		}
+		if pvc.Spec.StorageClassName != nil && *pvc.Spec.StorageClassName != "" {
+			t.Errorf("pvc minio-data names StorageClass %q; the samples use the default class", *pvc.Spec.StorageClassName)
+		}
+		podFrom := func(name string, mutate func(*corev1.PodSpec)) *corev1.Pod {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "minio", Name: name, Labels: d.Spec.Template.Labels}}
+			d.Spec.Template.Spec.DeepCopyInto(&p.Spec)
+			if mutate != nil {
+				mutate(&p.Spec)
+			}
+			return p
+		}
+		if err := k8s.Create(context.Background(), podFrom("minio-template", nil), client.DryRunAll); err != nil {
+			t.Errorf("a pod of minio.yaml's template is not admitted in namespace minio: %v", err)
+		}
+		escalating := podFrom("escalating", func(s *corev1.PodSpec) {
+			s.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(true)
+		})
+		err := k8s.Create(context.Background(), escalating, client.DryRunAll)
+		if err == nil || !strings.Contains(err.Error(), "PodSecurity") {
+			t.Errorf("a pod allowing privilege escalation in namespace minio: err = %v, want a PodSecurity rejection", err)
+		}
+	})
 }
 
 type resourceRequest struct {
@@ -174,8 +242,9 @@ func namespaceObjects(ns string) (map[string]*unstructured.Unstructured, error) 
 			}
 			u := &unstructured.Unstructured{Object: m}
 			u.SetGroupVersionKind(gvk)
-			if gvk.Kind == "ConfigMap" && u.GetName() == "kube-root-ca.crt" {
-				continue
+			if gvk.Kind == "ConfigMap" && u.GetName() == "kube-root-ca.crt" ||
+				gvk.Kind == "Service" && ns == "default" && u.GetName() == "kubernetes" {
+				continue // made by the API server
 			}
 			out[gvk.Kind+"/"+u.GetName()] = u
 		}
