@@ -29,7 +29,8 @@
 // Debian, so each tarball also lists, as extra RepoTags of the same image, the
 // reference that the samples (config/samples) and the operator's defaults use:
 //
-//	prometheus              quay.io/prometheus/prometheus:v3.15.0 (the module v0.315.0 is Prometheus 3.15.0)
+//	prometheus              quay.io/prometheus/prometheus:v3.15.0 (the module v0.315.0 is Prometheus 3.15.0;
+//	                        hack/testbin.sh leaves out the service-discovery plugins)
 //	minio                   quay.io/minio/minio:RELEASE.<time of the pinned commit>
 //	busybox                 docker.io/library/busybox:<Debian's busybox-static version>
 //	local-path-provisioner  docker.io/rancher/local-path-provisioner:<module version>
@@ -258,8 +259,10 @@ var peerDefs = []peerDef{
 }
 
 // prometheusModuleVersion is Prometheus's Go module version, v0.MMM.P for release
-// M.MM.P (v0.315.0 is 3.15.0).
-var prometheusModuleVersion = regexp.MustCompile(`^v0\.([1-9])([0-9]{2})\.([0-9]+)$`)
+// M.MM.P (v0.315.0 is 3.15.0), with the suffix -nosd when hack/testbin.sh built
+// it without the service-discovery plugins (static and file configs still
+// work, which is all the samples and tests use).
+var prometheusModuleVersion = regexp.MustCompile(`^v0\.([1-9])([0-9]{2})\.([0-9]+)(-nosd)?$`)
 
 func prometheusUpstream(tag string) string {
 	m := prometheusModuleVersion.FindStringSubmatch(tag)

@@ -249,6 +249,8 @@ func TestUpstreamReferences(t *testing.T) {
 	}{
 		{"prometheus 3.15.0", prometheusUpstream, "v0.315.0", "quay.io/prometheus/prometheus:v3.15.0"},
 		{"prometheus 3.5.2", prometheusUpstream, "v0.305.2", "quay.io/prometheus/prometheus:v3.5.2"},
+		{"prometheus built without SD plugins", prometheusUpstream, "v0.315.0-nosd", "quay.io/prometheus/prometheus:v3.15.0"},
+		{"prometheus other suffix", prometheusUpstream, "v0.315.0-rc.0", ""},
 		{"prometheus from elsewhere", prometheusUpstream, "local", ""},
 		{"prometheus 2.x module version", prometheusUpstream, "v2.53.0", ""},
 		{"minio pseudo-version", minioUpstream, "v0.0.0-20260212201848-7aac2a2c5b7c", "quay.io/minio/minio:RELEASE.2026-02-12T20-18-48Z"},
@@ -268,7 +270,7 @@ func TestSelectSpecsPeers(t *testing.T) {
 	dir := t.TempDir()
 	bins := map[string]string{}
 	for key, cacheDir := range map[string]string{
-		"prometheus":             "prometheus-v0.315.0",
+		"prometheus":             "prometheus-v0.315.0-nosd",
 		"minio":                  "minio-v0.0.0-20260212201848-7aac2a2c5b7c",
 		"local-path-provisioner": "local-path-provisioner-v0.0.30",
 	} {
@@ -301,7 +303,7 @@ func TestSelectSpecsPeers(t *testing.T) {
 		"manager":                "registry.example.com/team v1.2.3 ",
 		"agent":                  "registry.example.com/team v1.2.3 ",
 		"pause":                  " v1 ",
-		"prometheus":             " v0.315.0 quay.io/prometheus/prometheus:v3.15.0",
+		"prometheus":             " v0.315.0-nosd quay.io/prometheus/prometheus:v3.15.0",
 		"minio":                  " v0.0.0-20260212201848-7aac2a2c5b7c quay.io/minio/minio:RELEASE.2026-02-12T20-18-48Z",
 		"local-path-provisioner": " v0.0.30 docker.io/rancher/local-path-provisioner:v0.0.30",
 	}
