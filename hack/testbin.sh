@@ -7,6 +7,8 @@
 #
 # Components (default: all): kube etcd minio prometheus thanos helm memcached prometheus2 protoc cluster
 #   local-path-provisioner busybox (the local cluster's StorageClass, hack/demo.sh)
+#   olm opm (the Operator Lifecycle Manager and operator-registry's opm, for
+#   installing the OLM bundle on the local cluster: test/e2e/olm_test.go)
 #   cluster: what hack/cluster runs a single-node cluster with (kube etcd coredns
 #   and Debian's containerd, runc, CNI plugins, iptables, conntrack)
 #
@@ -29,6 +31,8 @@ PROMETHEUS_VERSION=v0.315.0 # Go module version of Prometheus 3.15.0
 THANOS_VERSION=v0.42.4
 LOCAL_PATH_PROVISIONER_VERSION=v0.0.30 # must match hack/tools/local-path-provisioner/go.mod
 HELM_VERSION=v3.22.0 # must match hack/tools/helm/go.mod
+OLM_VERSION=v0.28.0   # must match hack/tools/olm/go.mod
+OPM_VERSION=v1.55.0   # must match hack/tools/opm/go.mod (with grpc_health_probe)
 
 ROOT=${STEVEDORE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/stevedore
@@ -129,6 +133,24 @@ build_local_path_provisioner() {
 		"-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
 }
 
+build_olm() {
+	# One go build for the OLM image's programs: they share most packages.
+	local p=github.com/operator-framework/operator-lifecycle-manager
+	(cd "$ROOT/hack/tools/olm" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+		-ldflags "-s -w -X $p/pkg/version.OLMVersion=${OLM_VERSION#v} -X $p/pkg/version.GitCommit=module" -o "$OUT/" \
+		$p/cmd/olm $p/cmd/catalog $p/cmd/package-server $p/cmd/copy-content $p/util/cpb)
+}
+
+build_opm() {
+	# As operator-registry's Makefile, but static: without cgo, go-sqlite3 is
+	# a stub, so opm's deprecated SQLite commands fail; bundle extract and
+	# serving a file-based catalog do not use SQLite.
+	local p=github.com/operator-framework/operator-registry/cmd/opm/version
+	gobuild opm opm "-X $p.opmVersion=$OPM_VERSION -X $p.gitCommit=module -X $p.buildDate=1970-01-01T00:00:00Z" \
+		github.com/operator-framework/operator-registry/cmd/opm json1,containers_image_openpgp
+	gobuild opm grpc_health_probe "" github.com/grpc-ecosystem/grpc-health-probe
+}
+
 # apt_install BINARY PACKAGE: install a Debian package unless BINARY is on PATH.
 APT_UPDATED=
 apt_install() {
@@ -194,6 +216,18 @@ for c in "${components[@]}"; do
 		# The local cluster's default StorageClass (hack/demo/local-path-storage.yaml).
 		build local-path-provisioner "local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION" build_local_path_provisioner
 		echo "export STEVEDORE_LOCAL_PATH_PROVISIONER=$CACHE/local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION/local-path-provisioner"
+		;;
+	olm)
+		build olm "olm-$OLM_VERSION" build_olm
+		# The olm binary; catalog, package-server, copy-content and cpb are next to it.
+		echo "export STEVEDORE_OLM=$CACHE/olm-$OLM_VERSION/olm"
+		# OLM's CRDs, from its module (the wrapper module downloaded it).
+		echo "export STEVEDORE_OLM_CRDS=$(cd "$ROOT/hack/tools/olm" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' github.com/operator-framework/operator-lifecycle-manager)/deploy/chart/crds"
+		;;
+	opm)
+		build opm "opm-$OPM_VERSION" build_opm
+		echo "export STEVEDORE_OPM=$CACHE/opm-$OPM_VERSION/opm"
+		echo "export STEVEDORE_GRPC_HEALTH_PROBE=$CACHE/opm-$OPM_VERSION/grpc_health_probe"
 		;;
 	busybox)
 		# Debian's static busybox: the shell of the provisioner's helper pods

@@ -7,6 +7,7 @@
 //	                         [-format docker|oci] [-platforms linux/amd64,linux/arm64]
 //	                         [-prometheus PATH] [-minio PATH] [-thanos PATH]
 //	                         [-busybox PATH] [-local-path-provisioner PATH]
+//	                         [-olm PATH] [-opm PATH] [-bundle DIR] [-catalog DIR]
 //
 // It writes one tarball per image to -out, named after the image:
 //
@@ -37,6 +38,14 @@
 //
 // `kubectl apply -f config/samples/` then works unchanged on that node with
 // imagePullPolicy IfNotPresent (the default for tags other than latest).
+//
+// For installing the OLM bundle on that node (test/e2e/olm_test.go) there
+// are four more images, described in olm.go: stevedore-test-olm (OLM's
+// olm, catalog, package-server, copy-content and cpb, plus busybox's cp),
+// stevedore-test-opm (opm and grpc_health_probe), the bundle image (-bundle
+// DIR: scratch with DIR/manifests, DIR/metadata and the labels of
+// DIR/metadata/annotations.yaml) and a file-based catalog image (-catalog
+// DIR: the opm image serving DIR as /configs).
 //
 // The manager and agent binaries (and the pause program in ./pause) are built
 // here with CGO_ENABLED=0 go build -trimpath; the test peers are the static
@@ -93,6 +102,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,21 +136,23 @@ const (
 
 // options configure one run.
 type options struct {
-	Root      string            // module root; found with `go env GOMOD` when empty
-	Out       string            // output directory
-	Version   string            // version of manager and agent (label, tag, -ldflags)
-	Revision  string            // optional VCS revision label
-	Source    string            // org.opencontainers.image.source of our images
-	Registry  string            // registry prefix of the manager and agent references
-	Repo      string            // repository prefix of the pause and test peer references
-	CABundle  string            // host CA bundle copied into the base layer
-	Only      []string          // image keys to build; empty: every available one
-	Peers     map[string]string // test peer key -> host binary
-	Created   time.Time         // every timestamp in the images
-	Log       io.Writer         // progress
-	GoCommand string            // the go tool; "go" when empty
-	Platforms []string          // os/arch targets (-platforms); linux/amd64 when empty
-	Format    string            // formatDocker (when empty) or formatOCI
+	Root       string            // module root; found with `go env GOMOD` when empty
+	Out        string            // output directory
+	Version    string            // version of manager and agent (label, tag, -ldflags)
+	Revision   string            // optional VCS revision label
+	Source     string            // org.opencontainers.image.source of our images
+	Registry   string            // registry prefix of the manager and agent references
+	Repo       string            // repository prefix of the pause and test peer references
+	CABundle   string            // host CA bundle copied into the base layer
+	Only       []string          // image keys to build; empty: every available one
+	Peers      map[string]string // test peer key -> host binary
+	Created    time.Time         // every timestamp in the images
+	Log        io.Writer         // progress
+	GoCommand  string            // the go tool; "go" when empty
+	Platforms  []string          // os/arch targets (-platforms); linux/amd64 when empty
+	Format     string            // formatDocker (when empty) or formatOCI
+	BundleDir  string            // OLM bundle directory for the bundle image (-bundle); none when empty
+	CatalogDir string            // file-based catalog directory for the catalog image (-catalog); none when empty
 }
 
 // result is one written image.
@@ -170,6 +182,10 @@ type imageSpec struct {
 	binPath string // path of the binary in the image
 	extra   func(*layerBuilder)
 	config  v1.Config // entrypoint, cmd, workdir, ports; user/env/labels are filled in
+
+	files   map[string]string // more static binaries: path in the image -> host path
+	scratch bool              // no base layer, user or environment (the OLM bundle image)
+	labels  map[string]string // more config labels
 }
 
 // peerDef is an image for a test peer built from a binary hack/testbin.sh provisions.
@@ -184,6 +200,9 @@ type peerDef struct {
 	// upstream is the upstream release reference the image also carries,
 	// given its tag; none when it returns "".
 	upstream func(tag string) string
+	// files are further static binaries of the image (path in the image ->
+	// host path), given the main one; none when nil.
+	files func(bin string) (map[string]string, error)
 }
 
 const prometheusYAML = `# Default configuration of the stevedore-test-prometheus image: scrape itself.
@@ -256,6 +275,8 @@ var peerDefs = []peerDef{
 		config:      v1.Config{Entrypoint: []string{"/usr/bin/local-path-provisioner"}},
 		upstream:    func(tag string) string { return "docker.io/rancher/local-path-provisioner:" + tag },
 	},
+	olmPeer,
+	opmPeer,
 }
 
 // prometheusModuleVersion is Prometheus's Go module version, v0.MMM.P for release
@@ -340,9 +361,11 @@ func main() {
 	fs.StringVar(&opts.Repo, "repo", defaultRepo, "Repository prefix of the pause and test peer image references.")
 	fs.StringVar(&opts.CABundle, "ca-bundle", defaultCA, "Host CA bundle to copy into the base layer.")
 	fs.StringVar(&opts.Root, "root", "", "Module root (default: found with `go env GOMOD`).")
+	fs.StringVar(&opts.BundleDir, "bundle", "", "OLM bundle directory (manifests/, metadata/) to build the bundle image from, e.g. bundle.")
+	fs.StringVar(&opts.CatalogDir, "catalog", "", "File-based catalog directory to build the catalog image from (needs the opm binary).")
 	platforms := fs.String("platforms", defaultPlatform.String(), "Comma-separated platforms of the images: "+supportedPlatformNames()+" (more than one needs -format oci; test peers are linux/amd64 only).")
 	fs.StringVar(&opts.Format, "format", formatDocker, "Tarball format: docker (docker-archive <repo>.tar, one platform) or oci (OCI image layout <repo>-<tag>.oci.tar with an index of every platform).")
-	only := fs.String("only", "", "Comma-separated images to build: manager,agent,pause,prometheus,minio,thanos,busybox,local-path-provisioner (default: manager, agent, pause and every peer whose binary is given).")
+	only := fs.String("only", "", "Comma-separated images to build: manager,agent,pause,prometheus,minio,thanos,busybox,local-path-provisioner,olm,opm,bundle,catalog (default: manager, agent, pause and every peer whose binary is given).")
 	for _, p := range peerDefs {
 		fs.Func(p.key, fmt.Sprintf("Static %s binary for the stevedore-test-%s image (default $%s).", p.key, p.key, p.env), func(s string) error {
 			opts.Peers[p.key] = s
@@ -548,9 +571,21 @@ func selectSpecs(opts options) ([]imageSpec, error) {
 					s.aliases = append(s.aliases, u)
 				}
 			}
+			if p.files != nil {
+				files, err := p.files(s.hostBin)
+				if err != nil {
+					return nil, fmt.Errorf("%s image: %w", p.key, err)
+				}
+				s.files = files
+			}
 		}
 		all = append(all, s)
 	}
+	olm, err := olmSpecs(opts)
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, olm...)
 
 	known := make([]string, 0, len(all))
 	for _, s := range all {
@@ -570,6 +605,8 @@ func selectSpecs(opts options) ([]imageSpec, error) {
 		switch {
 		case len(opts.Only) > 0 && !slices.Contains(opts.Only, s.key):
 			continue
+		case s.pkg == "" && s.hostBin == "" && s.scratch:
+			// the bundle image: files only
 		case s.pkg == "" && s.hostBin == "" && len(opts.Only) > 0:
 			env := ""
 			for _, p := range peerDefs {
@@ -589,6 +626,11 @@ func selectSpecs(opts options) ([]imageSpec, error) {
 			}
 			if err := checkStaticBinary(s.hostBin); err != nil {
 				return nil, err
+			}
+			for _, f := range slices.Sorted(maps.Values(s.files)) {
+				if err := checkStaticBinary(f); err != nil {
+					return nil, err
+				}
 			}
 		}
 		specs = append(specs, s)
@@ -730,12 +772,16 @@ func assembleImage(ctx context.Context, opts options, work string, base v1.Layer
 			return nil, fmt.Errorf("go build %s: %w", s.pkg, err)
 		}
 	}
-	if err := checkStaticBinaryFor(bin, p); err != nil {
-		return nil, err
-	}
-
 	app := newLayer()
-	app.hostFile(s.binPath, 0o755, bin)
+	if s.binPath != "" {
+		if err := checkStaticBinaryFor(bin, p); err != nil {
+			return nil, err
+		}
+		app.hostFile(s.binPath, 0o755, bin)
+	}
+	for inImage, host := range s.files {
+		app.hostFile(inImage, 0o755, host)
+	}
 	if s.extra != nil {
 		s.extra(app)
 	}
@@ -749,10 +795,16 @@ func assembleImage(ctx context.Context, opts options, work string, base v1.Layer
 		layerType = types.OCILayer
 	}
 	created := v1.Time{Time: opts.Created}
-	img, err := mutate.Append(empty.Image,
-		mutate.Addendum{Layer: base, MediaType: layerType, History: v1.History{Created: created, CreatedBy: "imagebuild: distroless-style static base (nonroot 65532, /tmp, CA certificates)", Comment: "hack/imagebuild"}},
-		mutate.Addendum{Layer: appLayer, MediaType: layerType, History: v1.History{Created: created, CreatedBy: "imagebuild: COPY " + s.binPath, Comment: "hack/imagebuild"}},
-	)
+	var layers []mutate.Addendum
+	if !s.scratch {
+		layers = append(layers, mutate.Addendum{Layer: base, MediaType: layerType, History: v1.History{Created: created, CreatedBy: "imagebuild: distroless-style static base (nonroot 65532, /tmp, CA certificates)", Comment: "hack/imagebuild"}})
+	}
+	copied := s.binPath
+	if copied == "" {
+		copied = s.title + " files"
+	}
+	layers = append(layers, mutate.Addendum{Layer: appLayer, MediaType: layerType, History: v1.History{Created: created, CreatedBy: "imagebuild: COPY " + copied, Comment: "hack/imagebuild"}})
+	img, err := mutate.Append(empty.Image, layers...)
 	if err != nil {
 		return nil, err
 	}
@@ -773,6 +825,9 @@ func assembleImage(ctx context.Context, opts options, work string, base v1.Layer
 		cfg.WorkingDir = "/"
 	}
 	cfg.Env = []string{defaultPath, sslCertFileEnv}
+	if s.scratch {
+		cfg.User, cfg.Env = "", nil
+	}
 	cfg.Labels = imageLabels(opts, s)
 	cf.Config = cfg
 	img, err = mutate.ConfigFile(img, cf)
@@ -797,6 +852,7 @@ func imageLabels(opts options, s imageSpec) map[string]string {
 	if opts.Revision != "" && s.pkg != "" {
 		labels["org.opencontainers.image.revision"] = opts.Revision
 	}
+	maps.Copy(labels, s.labels)
 	return labels
 }
 
