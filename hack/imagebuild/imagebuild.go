@@ -7,7 +7,7 @@
 //	                         [-format docker|oci] [-platforms linux/amd64,linux/arm64]
 //	                         [-prometheus PATH] [-minio PATH] [-thanos PATH]
 //	                         [-busybox PATH] [-local-path-provisioner PATH]
-//	                         [-olm PATH] [-opm PATH] [-bundle DIR] [-catalog DIR]
+//	                         [-olm PATH] [-opm PATH] [-bundle DIR] [-catalog DIR -catalog-cache DIR]
 //
 // It writes one tarball per image to -out, named after the image:
 //
@@ -136,23 +136,24 @@ const (
 
 // options configure one run.
 type options struct {
-	Root       string            // module root; found with `go env GOMOD` when empty
-	Out        string            // output directory
-	Version    string            // version of manager and agent (label, tag, -ldflags)
-	Revision   string            // optional VCS revision label
-	Source     string            // org.opencontainers.image.source of our images
-	Registry   string            // registry prefix of the manager and agent references
-	Repo       string            // repository prefix of the pause and test peer references
-	CABundle   string            // host CA bundle copied into the base layer
-	Only       []string          // image keys to build; empty: every available one
-	Peers      map[string]string // test peer key -> host binary
-	Created    time.Time         // every timestamp in the images
-	Log        io.Writer         // progress
-	GoCommand  string            // the go tool; "go" when empty
-	Platforms  []string          // os/arch targets (-platforms); linux/amd64 when empty
-	Format     string            // formatDocker (when empty) or formatOCI
-	BundleDir  string            // OLM bundle directory for the bundle image (-bundle); none when empty
-	CatalogDir string            // file-based catalog directory for the catalog image (-catalog); none when empty
+	Root         string            // module root; found with `go env GOMOD` when empty
+	Out          string            // output directory
+	Version      string            // version of manager and agent (label, tag, -ldflags)
+	Revision     string            // optional VCS revision label
+	Source       string            // org.opencontainers.image.source of our images
+	Registry     string            // registry prefix of the manager and agent references
+	Repo         string            // repository prefix of the pause and test peer references
+	CABundle     string            // host CA bundle copied into the base layer
+	Only         []string          // image keys to build; empty: every available one
+	Peers        map[string]string // test peer key -> host binary
+	Created      time.Time         // every timestamp in the images
+	Log          io.Writer         // progress
+	GoCommand    string            // the go tool; "go" when empty
+	Platforms    []string          // os/arch targets (-platforms); linux/amd64 when empty
+	Format       string            // formatDocker (when empty) or formatOCI
+	BundleDir    string            // OLM bundle directory for the bundle image (-bundle); none when empty
+	CatalogDir   string            // file-based catalog directory for the catalog image (-catalog); none when empty
+	CatalogCache string            // opm's cache of CatalogDir (-catalog-cache)
 }
 
 // result is one written image.
@@ -362,7 +363,8 @@ func main() {
 	fs.StringVar(&opts.CABundle, "ca-bundle", defaultCA, "Host CA bundle to copy into the base layer.")
 	fs.StringVar(&opts.Root, "root", "", "Module root (default: found with `go env GOMOD`).")
 	fs.StringVar(&opts.BundleDir, "bundle", "", "OLM bundle directory (manifests/, metadata/) to build the bundle image from, e.g. bundle.")
-	fs.StringVar(&opts.CatalogDir, "catalog", "", "File-based catalog directory to build the catalog image from (needs the opm binary).")
+	fs.StringVar(&opts.CatalogDir, "catalog", "", "File-based catalog directory to build the catalog image from (needs the opm binary and -catalog-cache).")
+	fs.StringVar(&opts.CatalogCache, "catalog-cache", "", "opm's cache of the -catalog directory (opm serve DIR --cache-dir=CACHE --cache-only).")
 	platforms := fs.String("platforms", defaultPlatform.String(), "Comma-separated platforms of the images: "+supportedPlatformNames()+" (more than one needs -format oci; test peers are linux/amd64 only).")
 	fs.StringVar(&opts.Format, "format", formatDocker, "Tarball format: docker (docker-archive <repo>.tar, one platform) or oci (OCI image layout <repo>-<tag>.oci.tar with an index of every platform).")
 	only := fs.String("only", "", "Comma-separated images to build: manager,agent,pause,prometheus,minio,thanos,busybox,local-path-provisioner,olm,opm,bundle,catalog (default: manager, agent, pause and every peer whose binary is given).")

@@ -25,10 +25,12 @@ import (
 //	                    scratch, DIR/manifests and DIR/metadata at /manifests and /metadata,
 //	                    the labels of DIR/metadata/annotations.yaml
 //	stevedore-test-catalog:<-version>
-//	                    (-catalog DIR) a file-based catalog image as operator-registry's
-//	                    example Dockerfile builds it: the opm image with DIR at /configs,
-//	                    `opm serve /configs --cache-dir=/tmp/cache`, port 50051 (the probe
-//	                    OLM puts on catalog pods runs grpc_health_probe from PATH)
+//	                    (-catalog DIR -catalog-cache CACHE) a file-based catalog image as
+//	                    operator-registry's example Dockerfile builds it: the opm image with
+//	                    DIR at /configs and its cache (`opm serve DIR --cache-dir=CACHE
+//	                    --cache-only`) at /tmp/cache, `opm serve /configs --cache-dir=/tmp/cache`,
+//	                    port 50051 (the probe OLM puts on catalog pods runs grpc_health_probe
+//	                    from PATH); opm refuses to serve without a cache that matches /configs
 
 const (
 	olmBusyboxEnv = "STEVEDORE_BUSYBOX"
@@ -139,7 +141,7 @@ func bundleSpec(opts options) (imageSpec, error) {
 	}
 	l := newLayer()
 	for _, k := range []string{"manifests", "metadata"} {
-		if err := addTree(l, filepath.Join(dir, k), "/"+k); err != nil {
+		if err := addTree(l, filepath.Join(dir, k), "/"+k, 0); err != nil {
 			return imageSpec{}, err
 		}
 	}
@@ -190,7 +192,7 @@ func catalogSpec(opts options) (imageSpec, error) {
 		return imageSpec{}, err
 	}
 	l := newLayer()
-	if err := addTree(l, opts.CatalogDir, "/configs"); err != nil {
+	if err := addTree(l, opts.CatalogDir, "/configs", 0); err != nil {
 		return imageSpec{}, err
 	}
 	hasFile := false
@@ -199,6 +201,15 @@ func catalogSpec(opts options) (imageSpec, error) {
 	}
 	if !hasFile {
 		return imageSpec{}, fmt.Errorf("%s holds no file-based catalog files", opts.CatalogDir)
+	}
+	if opts.CatalogCache == "" {
+		return imageSpec{}, fmt.Errorf("-catalog-cache: missing; build it with opm serve %s --cache-dir=CACHE --cache-only", opts.CatalogDir)
+	}
+	// opm opens its cache read-write (a lock file): the image's user owns
+	// it. /tmp stays as in the base layer.
+	l.dir("/tmp", 0o1777, 0, 0)
+	if err := addTree(l, opts.CatalogCache, "/tmp/cache", nonrootUID); err != nil {
+		return imageSpec{}, fmt.Errorf("-catalog-cache: %w", err)
 	}
 	tag := sanitizeTag(opts.Version)
 	return imageSpec{
@@ -219,8 +230,9 @@ func catalogSpec(opts options) (imageSpec, error) {
 }
 
 // addTree adds the regular files and directories under host to l at the
-// image path at (files 0644, directories 0755, root-owned).
-func addTree(l *layerBuilder, host, at string) error {
+// image path at (files 0644, directories 0755), owned by uid (and the
+// group of the same number).
+func addTree(l *layerBuilder, host, at string, uid int) error {
 	st, err := os.Stat(host)
 	if err != nil {
 		return err
@@ -239,9 +251,9 @@ func addTree(l *layerBuilder, host, at string) error {
 		name := path.Join(at, filepath.ToSlash(rel))
 		switch {
 		case d.IsDir():
-			l.dir(name, 0o755, 0, 0)
+			l.dir(name, 0o755, uid, uid)
 		case d.Type().IsRegular():
-			l.hostFile(name, 0o644, p)
+			l.add(entry{name: name, mode: 0o644, uid: uid, gid: uid, hostPath: p})
 		default:
 			return fmt.Errorf("%s: not a regular file or directory", p)
 		}

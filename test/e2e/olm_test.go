@@ -188,15 +188,14 @@ func (s *suite) noOtherManager() {
 func (s *suite) filesystemBucket(ns, name string) *monitoringv1alpha1.Bucket {
 	s.t.Helper()
 	b := &monitoringv1alpha1.Bucket{
-		TypeMeta:   metav1.TypeMeta{APIVersion: monitoringv1alpha1.GroupVersion.String(), Kind: "Bucket"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: monitoringv1alpha1.BucketSpec{
 			Type:       monitoringv1alpha1.BucketFilesystem,
 			Filesystem: &monitoringv1alpha1.FilesystemBucket{Directory: "/var/lib/stevedore/blocks"},
 		},
 	}
-	if err := s.c.Patch(s.ctx, b, client.Apply, client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
-		s.t.Fatalf("apply Bucket %s/%s: %v", ns, name, err)
+	if err := s.c.Create(s.ctx, b, client.FieldOwner(fieldOwner)); err != nil {
+		s.t.Fatalf("create Bucket %s/%s: %v", ns, name, err)
 	}
 	return b
 }

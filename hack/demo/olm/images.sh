@@ -83,8 +83,12 @@ YAML
 "$STEVEDORE_OPM" render bundle -o yaml | sed "s|^image: \"\"\$|image: $BUNDLE_IMAGE|" >"$FBC/bundle.yaml"
 grep -qx "image: $BUNDLE_IMAGE" "$FBC/bundle.yaml" || { log "opm render bundle: no image: \"\" line to set"; exit 1; }
 "$STEVEDORE_OPM" validate "$OUT/catalog" >&2
+# opm serves a catalog only with a cache that matches it (--cache-enforce-integrity).
+rm -rf "$OUT/catalog-cache"
+"$STEVEDORE_OPM" serve "$OUT/catalog" --cache-dir="$OUT/catalog-cache" --cache-only >&2
 
-read -r ref file < <(go run ./hack/imagebuild -version "$VERSION" -out "$OUT" -only catalog -catalog "$OUT/catalog")
+read -r ref file < <(go run ./hack/imagebuild -version "$VERSION" -out "$OUT" -only catalog \
+	-catalog "$OUT/catalog" -catalog-cache "$OUT/catalog-cache")
 "$BIN/cluster" load "$file" >&2
 CATALOG_IMAGE=$(by_digest "$ref")
 log "catalog image $CATALOG_IMAGE"
