@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -131,6 +132,45 @@ func testCounter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestInMemoryItemSizeDefault: an unset max_item_size is half the default
+// size but never more than half of max_size, so a small cache alone is valid
+// (it used to fail with "max_item_size ... is larger than max_size").
+func TestInMemoryItemSizeDefault(t *testing.T) {
+	for _, tc := range []struct {
+		config       string
+		wantItemSize int64 // 0: an error naming both sizes
+	}{
+		{"max_size: 64MiB", 32 << 20},
+		{"max_size: 1GiB", 125 << 20},
+		{"max_size: 1GiB\nmax_item_size: 300MiB", 300 << 20},
+		{"max_size: 64MiB\nmax_item_size: 100MiB", 0},
+	} {
+		t.Run(tc.config, func(t *testing.T) {
+			c, err := ParseIndexCacheConfig([]byte("type: IN-MEMORY\nconfig:\n  " + strings.ReplaceAll(tc.config, "\n", "\n  ") + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ic, err := NewIndexCacheFromConfig(c, logr.Discard(), prometheus.NewRegistry())
+			if tc.wantItemSize == 0 {
+				if err == nil || !strings.Contains(err.Error(), "max_item_size 104857600 is larger than max_size 67108864") {
+					t.Fatalf("err = %v, want max_item_size larger than max_size", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", tc.config, err)
+			}
+			mem, ok := ic.backend.(*InMemory)
+			if !ok {
+				t.Fatalf("backend %T, want *InMemory", ic.backend)
+			}
+			if mem.maxItemSize != tc.wantItemSize {
+				t.Errorf("max item size %d, want %d", mem.maxItemSize, tc.wantItemSize)
+			}
+		})
+	}
 }
 
 func TestParseConfigs(t *testing.T) {

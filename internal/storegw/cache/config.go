@@ -138,11 +138,16 @@ func newBackend(name, typ string, cfg any, defaultMaxSize int64, logger logr.Log
 	}
 	switch strings.ToUpper(typ) {
 	case TypeInMemory:
-		c := InMemoryConfig{MaxSize: Bytes(defaultMaxSize), MaxItemSize: Bytes(defaultMaxSize / 2)}
+		c := InMemoryConfig{MaxSize: Bytes(defaultMaxSize)}
 		if cfg != nil {
 			if err := yaml.Unmarshal(raw, &c); err != nil {
 				return nil, fmt.Errorf("parse %s in-memory config: %w", name, err)
 			}
+		}
+		if c.MaxItemSize == 0 {
+			// Unset: half the default size, but never more than half of a
+			// smaller max_size, so `max_size: 64MiB` alone is a valid cache.
+			c.MaxItemSize = Bytes(min(defaultMaxSize, int64(c.MaxSize)) / 2)
 		}
 		if c.MaxItemSize > c.MaxSize {
 			return nil, fmt.Errorf("%s: max_item_size %d is larger than max_size %d", name, c.MaxItemSize, c.MaxSize)
