@@ -20,7 +20,7 @@ NS=stevedore-demo
 step() { printf '\n==> %s\n' "$*"; }
 
 step "provisioning Kubernetes, etcd, CoreDNS, containerd and the test peers (cached after the first run)"
-eval "$(hack/testbin.sh cluster minio prometheus thanos local-path-provisioner busybox)"
+eval "$(hack/testbin.sh cluster minio prometheus thanos local-path-provisioner busybox helm)"
 mkdir -p "$BIN"
 go build -o "$BIN/cluster" ./hack/cluster
 
@@ -60,13 +60,34 @@ LOCAL_PATH_DIR=$LOCAL_PATH_DIR envsubst '${LOCAL_PATH_DIR}' <hack/demo/local-pat
 	"${KUBECTL[@]}" apply --server-side --force-conflicts -f - >/dev/null
 "${KUBECTL[@]}" -n local-path-storage rollout status deployment/local-path-provisioner --timeout=3m
 
-step "installing the operator (config/default) in stevedore-system"
-"${KUBECTL[@]}" kustomize config/default |
-	sed "s|image: stevedore-manager:latest|image: ${IMAGE[stevedore-manager]}|" |
-	"${KUBECTL[@]}" apply --server-side --force-conflicts -f - >/dev/null
-"${KUBECTL[@]}" -n stevedore-system rollout status deployment/stevedore-manager --timeout=3m
+# OPERATOR_INSTALL=none leaves installing the operator to the caller: the e2e
+# suite installs it with helm install, as users do.
+if [[ ${OPERATOR_INSTALL:-kustomize} == none ]]; then
+	managedBy=$("${KUBECTL[@]}" -n stevedore-system get deployment/stevedore-manager \
+		-o jsonpath='{.metadata.labels.app\.kubernetes\.io/managed-by}' 2>/dev/null || echo absent)
+	if [[ $managedBy != absent && $managedBy != Helm ]]; then
+		# Helm refuses to take over objects it did not create.
+		step "removing the operator an earlier make demo installed with kustomize (CRDs and resources stay)"
+		"${KUBECTL[@]}" delete --ignore-not-found --wait namespace/stevedore-system \
+			clusterrole/stevedore-manager clusterrolebinding/stevedore-manager >/dev/null
+	fi
+else
+	step "installing the operator (config/default) in stevedore-system"
+	"${KUBECTL[@]}" kustomize config/default |
+		sed "s|image: stevedore-manager:latest|image: ${IMAGE[stevedore-manager]}|" |
+		"${KUBECTL[@]}" apply --server-side --force-conflicts -f - >/dev/null
+	"${KUBECTL[@]}" -n stevedore-system rollout status deployment/stevedore-manager --timeout=3m
+fi
 
 if [[ $MODE == install ]]; then
+	# For test/e2e/olm_test.go (OLM_IMAGES=0 skips it; the first run builds OLM and opm).
+	OLM_ENV=
+	if [[ ${OLM_IMAGES:-1} != 0 ]]; then
+		step "building and importing the OLM images: OLM, opm, the bundle, a catalog (hack/demo/olm/images.sh)"
+		OLM_ENV=$(BIN=$BIN VERSION=$VERSION STEVEDORE_CLUSTER_DIR=$STEVEDORE_CLUSTER_DIR \
+			STEVEDORE_E2E_MANAGER_IMAGE=${IMAGE[stevedore-manager]} STEVEDORE_E2E_AGENT_IMAGE=${IMAGE[stevedore-agent]} \
+			hack/demo/olm/images.sh)
+	fi
 	cat >"$BIN/e2e.env" <<ENV
 export KUBECONFIG=$KUBECONFIG
 export STEVEDORE_KUBE_BIN=$STEVEDORE_KUBE_BIN
@@ -75,6 +96,9 @@ export STEVEDORE_E2E_MINIO_IMAGE=${IMAGE[stevedore-test-minio]}
 export STEVEDORE_E2E_PROMETHEUS_IMAGE=${IMAGE[stevedore-test-prometheus]}
 export STEVEDORE_E2E_THANOS_IMAGE=${IMAGE[stevedore-test-thanos]}
 export STEVEDORE_E2E_AGENT_IMAGE=${IMAGE[stevedore-agent]}
+export STEVEDORE_E2E_MANAGER_IMAGE=${IMAGE[stevedore-manager]}
+export STEVEDORE_HELM=$STEVEDORE_HELM
+$OLM_ENV
 ENV
 	echo "cluster, images and operator ready; environment for test/e2e in $BIN/e2e.env"
 	exit 0

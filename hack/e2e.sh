@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e.sh: the end-to-end suite on a real single-node cluster (make e2e).
-# Brings up the cluster, images and operator (hack/demo.sh install), runs
-# test/e2e against it and tears the cluster down, also when the suite fails.
+# Brings up the cluster and images (hack/demo.sh install; the suite itself
+# installs the operator with helm install), runs test/e2e against it and
+# tears the cluster down, also when the suite fails.
 #   KEEP=1 hack/e2e.sh   leave the cluster running afterwards (make demo-down)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,7 +29,7 @@ teardown() {
 }
 trap teardown EXIT
 
-hack/demo.sh install
+OPERATOR_INSTALL=none hack/demo.sh install
 # shellcheck disable=SC1091
 source "$BIN/e2e.env"
 # pipefail: the suite's status, not tee's.

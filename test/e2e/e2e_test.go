@@ -34,6 +34,8 @@ var storePods = map[string]string{"app.kubernetes.io/instance": "store", "app.ku
 // an SRE performs, each building on the state the previous one left.
 func TestEndToEnd(t *testing.T) {
 	s := newSuite(t)
+	// The operator is installed the way users install it: helm install.
+	s.helmInstall()
 	s.resetNamespace()
 	s.applyStack(map[string]string{
 		"MINIO_IMAGE": s.images["MINIO"], "PROMETHEUS_IMAGE": s.images["PROMETHEUS"],
@@ -46,9 +48,14 @@ func TestEndToEnd(t *testing.T) {
 		fn   func(*suite)
 	}{
 		{"ShipsSyncsAndAnswers", (*suite).shipsSyncsAndAnswers},
+		// config/samples/ applied unchanged, beside the demo stack.
+		{"SamplesReachReady", (*suite).samplesReachReady},
 		{"StoreGatewayPodDeleted", (*suite).storeGatewayPodDeleted},
 		{"BucketCredentialsRotated", (*suite).bucketCredentialsRotated},
 		{"ShardsScaledOneToThree", (*suite).shardsScaledOneToThree},
+		{"HelmUpgradeKeepsResourcesAndData", (*suite).helmUpgraded},
+		{"HelmUninstallLeavesCRDsAndResources", (*suite).helmUninstalled},
+		// The real garbage collector, not the operator, removes the children.
 		{"ResourcesDeletedAndCollected", (*suite).resourcesDeleted},
 	}
 	for _, st := range steps {

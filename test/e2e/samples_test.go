@@ -17,17 +17,6 @@ import (
 	monitoringv1alpha1 "github.com/stevedore-dev/stevedore/api/v1alpha1"
 )
 
-// samplesReachReady needs the operator installed, so it is a step of
-// TestEndToEnd (between helm install and helm uninstall), not a test of its
-// own: wire it in as {"SamplesReachReady", (*suite).samplesReachReady}. To
-// try it alone against a cluster from hack/demo.sh install (bin/e2e.env
-// sourced), a throwaway
-//
-//	func TestSamplesOnly(t *testing.T) { newSuite(t).samplesReachReady() }
-//
-// does it in about 3 minutes.
-var _ = (*suite).samplesReachReady
-
 // samplesDir is applied as users apply it: every file, unchanged.
 const samplesDir = "../../config/samples/"
 
