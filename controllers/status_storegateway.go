@@ -182,7 +182,7 @@ func maxTime(a, b *metav1.Time) *metav1.Time {
 	if a == nil {
 		return b
 	}
-	if b == nil || b.After(a.Time) {
+	if b != nil && b.After(a.Time) {
 		return b
 	}
 	return a

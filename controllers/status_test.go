@@ -136,3 +136,31 @@ func drain(rec *events.FakeRecorder) string {
 		}
 	}
 }
+
+// TestTimeRangeFold: the served time range spans every shard that has
+// blocks; a shard without blocks (nil) leaves it alone, in either order. A nil
+// used to win maxTime, so one empty shard blanked MAX TIME in kubectl get.
+func TestTimeRangeFold(t *testing.T) {
+	early := &metav1.Time{Time: time.Unix(1000, 0)}
+	late := &metav1.Time{Time: time.Unix(2000, 0)}
+	for _, tc := range []struct {
+		name             string
+		a, b             *metav1.Time
+		wantMin, wantMax *metav1.Time
+	}{
+		{"both nil", nil, nil, nil, nil},
+		{"nil first", nil, early, early, early},
+		{"nil second", early, nil, early, early},
+		{"ordered", early, late, early, late},
+		{"reversed", late, early, early, late},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := minTime(tc.a, tc.b); got != tc.wantMin {
+				t.Errorf("minTime = %v, want %v", got, tc.wantMin)
+			}
+			if got := maxTime(tc.a, tc.b); got != tc.wantMax {
+				t.Errorf("maxTime = %v, want %v", got, tc.wantMax)
+			}
+		})
+	}
+}
